@@ -1,0 +1,18 @@
+# Two commands do everything on a fresh machine:
+#   make run    set up, then regenerate the embedded default study (config.yaml)
+#   make test   set up, then run the tests, linters and workflow dry-runs
+PYTHON ?= python3
+CORES ?= 2
+
+.PHONY: install run run-ci test
+install:
+	PYTHON=$(PYTHON) bash tools/install.sh
+
+run: install
+	snakemake --cores $(CORES)
+
+run-ci: install
+	snakemake --cores $(CORES) --configfile configs/ci.yaml
+
+test: install
+	PYTHON=$(PYTHON) bash tools/test.sh

@@ -1,0 +1,28 @@
+# caspes: "Cross-Attention is Half Explanation in Speech-to-Text Models", from raw audio to tables.
+#
+# Results layout:
+#   results/data/{corpus}/{lang}/{split}.tsv            manifest (fairseq-S2T columns + langs, word times)
+#   results/data/{corpus}/{lang}/audio/{split}/*.wav    16 kHz mono audio (synthetic / EuroParl-ST)
+#   results/data/{corpus}/{lang}/{split}.skipped.tsv    utterances left out, with file:line and reason
+#   results/data/{corpus}/{lang}/{split}.fbank.{zip,tsv} 80-dim fbank archive + its manifest
+#   results/data/{corpus}/tokenizer/{tokenizer}.model   SentencePiece unigram with <lang:xx> tags
+#   results/data/{corpus}/stats.tsv                     corpus statistics per language and split
+#   logs/{rule}/...log and benchmarks/{rule}/...tsv mirror the outputs.
+
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        get_final_output(),

@@ -1,0 +1,94 @@
+"""Configuration checks that a JSON schema cannot express (keys that must agree with each other).
+
+The workflow first validates the config against ``workflow/schemas/config.schema.yaml`` (types,
+defaults, unknown keys), then calls :func:`check_config`. Both raise before any job runs, with
+the offending key in the message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ConfigError", "check_config", "load_config", "SCHEMA_PATH"]
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    """A configuration value that is wrong; the message names the key."""
+
+
+def check_config(config: Mapping[str, Any]) -> None:
+    """Cross-key checks on a schema-validated config (defaults already filled)."""
+    data = config["data"]
+    langs = data["languages"]
+    for lang in langs:
+        if lang not in data["translation"]:
+            raise ConfigError(f"data.translation: no target language for source language '{lang}'")
+    all_langs = set(langs) | {data["translation"][lang] for lang in langs}
+    source = data["source"]
+    if source == "synthetic":
+        syn = data["synthetic"]
+        for lang in langs:
+            if lang not in ("en", "it"):
+                raise ConfigError(f"data.languages: the synthetic corpus speaks en and it, not '{lang}'")
+            if not syn["voices"].get(lang):
+                raise ConfigError(f"data.synthetic.voices.{lang}: no espeak-ng voice for this language")
+        for split in data["splits"]:
+            if split not in syn["sizes"]:
+                raise ConfigError(f"data.synthetic.sizes.{split}: no size for split '{split}'")
+    elif source == "europarl_st":
+        if not data["europarl_st"]["root"]:
+            raise ConfigError("data.europarl_st.root: set it to the EuroParl-ST v1.1 folder (data.source is europarl_st)")
+    elif source == "manifest":
+        for lang in langs:
+            for split in data["splits"]:
+                if split not in data["manifests"].get(lang, {}):
+                    raise ConfigError(f"data.manifests.{lang}.{split}: no manifest given for this language and split")
+    for name, tok in config["tokenizers"].items():
+        unknown = [lang for lang in tok["languages"] if lang not in all_langs]
+        if unknown:
+            raise ConfigError(f"tokenizers.{name}.languages: {unknown} not among the corpus languages {sorted(all_langs)}")
+    if "train" not in data["splits"] and config["tokenizers"]:
+        raise ConfigError("data.splits: tokenizers are trained on the 'train' split, which is not listed")
+
+
+def _validator_filling_defaults(schema: Mapping[str, Any]):
+    """A Draft 2020-12 validator that also writes each missing property's default into the instance."""
+    import copy
+
+    from jsonschema import Draft202012Validator, validators
+
+    check_properties = Draft202012Validator.VALIDATORS["properties"]
+
+    def properties(validator, props, instance, schema):
+        if isinstance(instance, dict):
+            for name, sub in props.items():
+                if "default" in sub and name not in instance:
+                    instance[name] = copy.deepcopy(sub["default"])
+        yield from check_properties(validator, props, instance, schema)
+
+    return validators.extend(Draft202012Validator, {"properties": properties})(schema)
+
+
+def load_config(path: str | Path, schema_path: str | Path = SCHEMA_PATH) -> dict[str, Any]:
+    """Read a YAML config, fill schema defaults, validate, and run :func:`check_config`.
+
+    The same steps the Snakefile runs (there through Snakemake's ``validate``), for use outside
+    Snakemake: tests, notebooks. Schema violations raise ConfigError naming the key path.
+    """
+    import yaml
+
+    with open(path, encoding="utf-8") as f:
+        config = yaml.safe_load(f) or {}
+    with open(schema_path, encoding="utf-8") as f:
+        schema = yaml.safe_load(f)
+    errors = sorted(_validator_filling_defaults(schema).iter_errors(config), key=lambda e: list(e.path))
+    if errors:
+        err = errors[0]
+        key = ".".join(str(p) for p in err.path) or "<top level>"
+        raise ConfigError(f"{path}: {key}: {err.message}")
+    check_config(config)
+    return config

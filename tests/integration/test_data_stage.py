@@ -1,0 +1,121 @@
+"""Runs the data stage of configs/ci.yaml through Snakemake in a temporary folder."""
+
+import hashlib
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from caspes.features import FeatureReader
+from caspes.io import read_manifest, read_skipped
+from caspes.tokenizer import Tokenizer
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.integration
+
+
+def _snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    # Targets and flags go before --configfile, which takes every following word as a file.
+    cmd = ["snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir), "--cores", "2", *args,
+           "--configfile", str(ROOT / "configs" / "ci.yaml")]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def data_run(tmp_path_factory):
+    if shutil.which("snakemake") is None:
+        pytest.skip("snakemake is not installed")
+    workdir = tmp_path_factory.mktemp("ci_study")
+    proc = _snakemake(workdir, "data")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return workdir
+
+
+def test_data_stage_outputs(data_run):
+    data = data_run / "results" / "data" / "synthetic"
+    for lang, tgt in (("en", "it"), ("it", "en")):
+        for split, size in (("train", 40), ("dev", 8), ("test", 8)):
+            rows = read_manifest(data / lang / f"{split}.tsv")
+            skipped = read_skipped(data / lang / f"{split}.skipped.tsv")
+            assert len(rows) + len(skipped) == size
+            assert {r["src_lang"] for r in rows} == {lang} and {r["tgt_lang"] for r in rows} == {tgt}
+            for r in rows:
+                assert len(r["word_times"].split()) == len(r["src_text"].split())
+                assert (data / lang / r["audio"]).is_file()
+            feats = FeatureReader(data / lang / f"{split}.fbank.tsv")
+            first = feats.rows[0]
+            assert feats[first["id"]].shape == (int(first["n_frames"]), 80)
+    for name, langs in (("en", ["en"]), ("en_it", ["en", "it"])):
+        assert Tokenizer(data / "tokenizer" / f"{name}.model").langs == langs
+    stats = pd.read_csv(data / "stats.tsv", sep="\t")
+    assert len(stats) == 6 and set(stats["lang"]) == {"en", "it"}
+    assert (stats["hours"] > 0).all()
+    for rule in ("synthesize_corpus", "extract_fbank", "train_tokenizer", "corpus_stats"):
+        assert any((data_run / "logs" / rule).rglob("*.log")), rule
+        assert any((data_run / "benchmarks" / rule).rglob("*.tsv")), rule
+
+
+def test_no_sentence_shared_between_splits(data_run):
+    data = data_run / "results" / "data" / "synthetic"
+    for lang in ("en", "it"):
+        texts = {s: {r["src_text"] for r in read_manifest(data / lang / f"{s}.tsv")} for s in ("train", "dev", "test")}
+        assert not texts["train"] & texts["dev"]
+        assert not texts["train"] & texts["test"]
+        assert not texts["dev"] & texts["test"]
+
+
+def test_second_run_is_identical(data_run, tmp_path):
+    """Same seed → byte-identical manifests, audio and feature archives in a fresh folder."""
+    proc = _snakemake(tmp_path, "results/data/synthetic/en/test.fbank.tsv")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+
+    def digest(root: Path, rel: str) -> str:
+        h = hashlib.sha256()
+        for p in sorted((root / rel).rglob("*")):
+            if p.is_file():
+                h.update(p.relative_to(root).as_posix().encode())
+                h.update(p.read_bytes())
+        return h.hexdigest()
+
+    for rel in ("results/data/synthetic/en/audio", "results/data/synthetic/it/audio"):
+        assert digest(tmp_path, rel) == digest(data_run, rel)
+    for rel in ("en/train.tsv", "it/dev.tsv", "en/test.fbank.zip", "en/test.fbank.tsv"):
+        a = (tmp_path / "results/data/synthetic" / rel).read_bytes()
+        assert a == (data_run / "results/data/synthetic" / rel).read_bytes(), rel
+
+
+def test_nothing_to_do_after_a_run(data_run):
+    proc = _snakemake(data_run, "data", "-n")
+    assert proc.returncode == 0
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_misspelt_config_key_stops_before_any_job(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data:\n  synthetic:\n    sizess: {train: 1}\n")
+    cmd = ["snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path), "-n", "--configfile", str(bad)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "sizess" in proc.stdout + proc.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_word_spans_hold_the_speech_energy(data_run):
+    """Ground-truth word times: frames inside word spans carry far more energy than pauses."""
+    data = data_run / "results" / "data" / "synthetic"
+    inside, outside = [], []
+    for lang in ("en", "it"):
+        feats = FeatureReader(data / lang / "test.fbank.tsv", cmvn=False)
+        for row in feats.rows:
+            energy = np.exp(feats[row["id"]]).sum(axis=1)
+            mask = np.zeros(len(energy), bool)
+            for pair in row["word_times"].split():
+                start, end = (float(x) for x in pair.split(":"))
+                mask[int(start * 100) : int(np.ceil(end * 100)) + 1] = True
+            inside.append(energy[mask].mean())
+            if (~mask).sum() > 3:
+                outside.append(energy[~mask].mean())
+    assert np.median(inside) > 20 * np.median(outside)

@@ -1,0 +1,61 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from caspes.config import ConfigError, load_config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "configs/ci.yaml", "configs/europarl.yaml"])
+def test_shipped_configs_are_valid(name):
+    config = load_config(ROOT / name)
+    assert config["data"]["max_duration_s"] > 0
+    assert config["features"]["num_mel_bins"] == 80
+
+
+def _write(tmp_path, config):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_defaults_are_filled(tmp_path):
+    config = load_config(_write(tmp_path, {}))
+    assert config["seed"] == 1
+    assert config["data"]["source"] == "synthetic"
+    assert config["data"]["synthetic"]["sizes"] == {"train": 4000, "dev": 200, "test": 200}
+    assert config["data"]["on_bad_utterance"] == "skip"
+    assert config["tokenizers"]["en_it"]["languages"] == ["en", "it"]
+
+
+def test_misspelt_key_is_rejected_with_its_path(tmp_path):
+    with pytest.raises(ConfigError, match=r"data\.synthetic: Additional properties are not allowed \('lexicon_fracton'"):
+        load_config(_write(tmp_path, {"data": {"synthetic": {"lexicon_fracton": 0.5}}}))
+    with pytest.raises(ConfigError, match=r"<top level>: Additional properties are not allowed \('sed'"):
+        load_config(_write(tmp_path, {"sed": 3}))
+
+
+def test_wrong_type_is_rejected_with_its_path(tmp_path):
+    with pytest.raises(ConfigError, match=r"data\.max_duration_s: 'long' is not of type 'number'"):
+        load_config(_write(tmp_path, {"data": {"max_duration_s": "long"}}))
+    with pytest.raises(ConfigError, match=r"data\.on_bad_utterance: 'ignore' is not one of"):
+        load_config(_write(tmp_path, {"data": {"on_bad_utterance": "ignore"}}))
+
+
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        ({"data": {"translation": {"en": "it"}}}, r"data\.translation: no target language for source language 'it'"),
+        ({"data": {"synthetic": {"voices": {"en": ["en-us"]}}}}, r"data\.synthetic\.voices\.it"),
+        ({"data": {"synthetic": {"sizes": {"train": 10}}}}, r"data\.synthetic\.sizes\.dev"),
+        ({"data": {"source": "europarl_st"}}, r"data\.europarl_st\.root"),
+        ({"data": {"source": "manifest", "manifests": {"en": {"train": "x.tsv"}}}}, r"data\.manifests\.en\.dev"),
+        ({"tokenizers": {"de": {"languages": ["de"], "vocab_size": 100}}}, r"tokenizers\.de\.languages"),
+        ({"data": {"languages": ["fr"], "translation": {"fr": "en"}}}, r"synthetic corpus speaks en and it"),
+    ],
+)
+def test_cross_key_errors(tmp_path, config, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(_write(tmp_path, config))

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The project's checks: unit and integration tests, linters, and workflow dry-runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+
+echo "== pytest"
+set +e
+$PYTHON -m pytest -m "not gpu" ${PYTEST_ARGS:-} tests
+rc=$?
+set -e
+if [ $rc -eq 5 ]; then
+  echo "test: pytest collected no tests (exit 5): the test suite is missing or every test was deselected" >&2
+  exit 1
+elif [ $rc -ne 0 ]; then
+  exit $rc
+fi
+
+echo "== ruff"
+$PYTHON -m ruff check src tests workflow/scripts tools
+echo "== snakefmt"
+$PYTHON -m snakefmt --check Snakefile workflow/rules
+echo "== snakemake --lint"
+snakemake --lint
+echo "== snakemake dry-runs"
+for cfg in config.yaml configs/ci.yaml configs/europarl.yaml; do
+  snakemake -n --quiet --configfile "$cfg" > /dev/null
+  echo "dry-run ok: $cfg"
+done
