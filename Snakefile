@@ -7,6 +7,8 @@
 #   results/data/{corpus}/{lang}/{split}.fbank.{zip,tsv} 80-dim fbank archive + its manifest
 #   results/data/{corpus}/tokenizer/{tokenizer}.model   SentencePiece unigram with <lang:xx> tags
 #   results/data/{corpus}/stats.tsv                     corpus statistics per language and split
+#   results/{model}/train/{stage}/checkpoint_*.pt, history.tsv   training stages (asr, asr_st)
+#   results/{model}/train/checkpoint.pt                 final model: average of the last checkpoints
 #   logs/{rule}/...log and benchmarks/{rule}/...tsv mirror the outputs.
 
 
@@ -20,6 +22,7 @@ configfile: "config.yaml"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
 
 
 rule all:

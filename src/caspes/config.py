@@ -51,6 +51,32 @@ def check_config(config: Mapping[str, Any]) -> None:
         unknown = [lang for lang in tok["languages"] if lang not in all_langs]
         if unknown:
             raise ConfigError(f"tokenizers.{name}.languages: {unknown} not among the corpus languages {sorted(all_langs)}")
+    for name, model in config.get("models", {}).items():
+        key = f"models.{name}"
+        if model["tokenizer"] not in config["tokenizers"]:
+            raise ConfigError(f"{key}.tokenizer: '{model['tokenizer']}' is not a key of 'tokenizers'")
+        tok_langs = set(config["tokenizers"][model["tokenizer"]]["languages"])
+        for lang in model["languages"]:
+            if lang not in langs:
+                raise ConfigError(f"{key}.languages: '{lang}' is not among data.languages {langs}")
+            needed = {lang} | ({data["translation"][lang]} if "st" in model["tasks"] else set())
+            if not needed <= tok_langs:
+                raise ConfigError(
+                    f"{key}.tokenizer: '{model['tokenizer']}' lacks language(s) {sorted(needed - tok_langs)}"
+                )
+        stages = list(model["stages"])
+        if stages[0] != "asr":
+            raise ConfigError(f"{key}.stages: the first stage must be 'asr', got {stages}")
+        if "st" in model["tasks"] and "asr_st" not in stages:
+            raise ConfigError(f"{key}.stages: a model with task 'st' needs an 'asr_st' stage")
+        if "st" not in model["tasks"] and "asr_st" in stages:
+            raise ConfigError(f"{key}.tasks: stage 'asr_st' trains translation; add 'st' to tasks")
+        last = {**config.get("training", {}), **model["stages"][stages[-1]]}
+        keep_last = last.get("keep_last", 5)
+        if model["average_last"] > keep_last:
+            raise ConfigError(f"{key}.average_last: {model['average_last']} > keep_last {keep_last} of its last stage")
+        if not {"train", "dev"} <= set(data["splits"]):
+            raise ConfigError(f"data.splits: training model '{name}' needs 'train' and 'dev' splits")
     if "train" not in data["splits"] and config["tokenizers"]:
         raise ConfigError("data.splits: tokenizers are trained on the 'train' split, which is not listed")
 

@@ -89,6 +89,8 @@ __all__ = [
     "TrainConfig",
     "TrainingData",
     "average_checkpoints",
+    "average_last_checkpoints",
+    "train_stage",
     "build_target",
     "compute_losses",
     "evaluate_loss",
@@ -1389,3 +1391,45 @@ def _train(
         )
     log.info("finished at step %d (epoch %d): %s", step, epoch, last_path)
     return last_path
+
+
+# =========================================================================== workflow entry points
+def train_stage(
+    train_manifests: Sequence[str | Path],
+    dev_manifests: Sequence[str | Path],
+    tokenizer_path: str | Path,
+    dims: dict[str, Any],
+    settings: dict[str, Any],
+    out_dir: str | Path,
+    init_checkpoint: str | Path | None = None,
+    progress: bool = True,
+) -> Path:
+    """One training stage from workflow settings: feature manifests, a tokenizer, a dims dict
+    (without ``vocab_size``, which the tokenizer gives) and TrainConfig fields."""
+    tokenizer = Tokenizer(tokenizer_path)
+    model_dims = ModelDimensions.from_dict({**dims, "vocab_size": len(tokenizer)})
+    config = TrainConfig.from_dict(settings)
+    limit = model_dims.max_target_positions
+
+    def data(manifests: Sequence[str | Path], name: str) -> TrainingData:
+        sources = [(FeatureReader(m), tokenizer) for m in manifests]
+        return TrainingData.from_config(sources, config, max_target_positions=limit, cache=True, name=name)
+
+    return train(
+        model_dims,
+        config,
+        data(train_manifests, "train"),
+        data(dev_manifests, "dev"),
+        out_dir,
+        init_checkpoint=init_checkpoint,
+        progress=progress,
+    )
+
+
+def average_last_checkpoints(stage_dir: str | Path, k: int, out_path: str | Path) -> Path:
+    """Average the last ``k`` numbered checkpoints of a stage (``checkpoint_last.pt`` if none)."""
+    numbered = [p for _, p in _numbered_checkpoints(Path(stage_dir))][-k:]
+    if not numbered:
+        numbered = [Path(stage_dir) / _CHECKPOINT_LAST]
+    log.info("averaging %d checkpoint(s): %s", len(numbered), ", ".join(p.name for p in numbered))
+    return average_checkpoints(numbered, out_path)

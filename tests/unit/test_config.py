@@ -44,6 +44,25 @@ def test_wrong_type_is_rejected_with_its_path(tmp_path):
         load_config(_write(tmp_path, {"data": {"on_bad_utterance": "ignore"}}))
 
 
+MODEL = {
+    "tokenizer": "en",
+    "languages": ["en"],
+    "tasks": ["asr"],
+    "dims": {"d_model": 8, "encoder_layers": 1, "decoder_layers": 1, "encoder_heads": 2, "decoder_heads": 2,
+             "encoder_ffn": 8, "decoder_ffn": 8},
+    "stages": {"asr": {"max_steps": 3}},
+}
+
+
+def test_model_settings_reach_train_config(tmp_path):
+    from caspes.train import TrainConfig
+
+    config = load_config(ROOT / "config.yaml")
+    for model in config["models"].values():
+        for stage, overrides in model["stages"].items():
+            TrainConfig.from_dict({**config["training"], **overrides, "stage": stage, "seed": config["seed"]})
+
+
 @pytest.mark.parametrize(
     "config, message",
     [
@@ -54,6 +73,16 @@ def test_wrong_type_is_rejected_with_its_path(tmp_path):
         ({"data": {"source": "manifest", "manifests": {"en": {"train": "x.tsv"}}}}, r"data\.manifests\.en\.dev"),
         ({"tokenizers": {"de": {"languages": ["de"], "vocab_size": 100}}}, r"tokenizers\.de\.languages"),
         ({"data": {"languages": ["fr"], "translation": {"fr": "en"}}}, r"synthetic corpus speaks en and it"),
+        ({"models": {"m": {**MODEL, "tokenizer": "xx"}}}, r"models\.m\.tokenizer: 'xx' is not a key"),
+        ({"models": {"m": {**MODEL, "tasks": ["asr", "st"]}}}, r"models\.m\.tokenizer: 'en' lacks language\(s\) \['it'\]"),
+        ({"models": {"m": {**MODEL, "stages": {"asr_st": {}}}}}, r"models\.m\.stages: the first stage must be 'asr'"),
+        (
+            {"models": {"m": {**MODEL, "tokenizer": "en_it", "tasks": ["asr", "st"]}}},
+            r"models\.m\.stages: a model with task 'st' needs an 'asr_st' stage",
+        ),
+        ({"models": {"m": {**MODEL, "average_last": 9}}}, r"models\.m\.average_last: 9 > keep_last 5"),
+        ({"models": {"m": {**MODEL, "dims": {**MODEL["dims"], "d_modell": 3}}}}, r"models\.m\.dims: Additional properties"),
+        ({"models": {"m": {**MODEL, "stages": {"asr": {"max_step": 3}}}}}, r"models\.m\.stages\.asr: Additional properties"),
     ],
 )
 def test_cross_key_errors(tmp_path, config, message):

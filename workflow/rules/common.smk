@@ -17,6 +17,8 @@ CORPUS = DATA["corpus"]
 LANGS = DATA["languages"]
 SPLITS = DATA["splits"]
 TOKENIZERS = list(config["tokenizers"])
+MODELS = config["models"]
+STAGES = ["asr", "asr_st"]
 
 
 wildcard_constraints:
@@ -24,6 +26,8 @@ wildcard_constraints:
     lang="|".join(LANGS),
     split="|".join(SPLITS),
     tokenizer="|".join(TOKENIZERS) if TOKENIZERS else "(?!)",
+    model="|".join(MODELS) if MODELS else "(?!)",
+    stage="|".join(STAGES),
 
 
 def data_outputs():
@@ -44,8 +48,17 @@ def data_outputs():
     )
 
 
+def train_outputs():
+    """The final (averaged) checkpoint of every model and its greedy dev-set quality."""
+    return expand(
+        "results/{model}/train/{name}",
+        model=MODELS,
+        name=["checkpoint.pt", "greedy_dev.tsv"],
+    )
+
+
 def get_final_output():
-    return data_outputs()
+    return data_outputs() + train_outputs()
 
 
 def tokenizer_train_manifests(wildcards):
@@ -79,3 +92,73 @@ def tokenizer_setting(key):
         return config["tokenizers"][wildcards.tokenizer][key]
 
     return get
+
+
+def get_model_manifests(split):
+    """Input function: the feature manifests of a split in every language of the model."""
+
+    def get(wildcards):
+        langs = MODELS[wildcards.model]["languages"]
+        return [f"results/data/{CORPUS}/{lang}/{split}.fbank.tsv" for lang in langs]
+
+    return get
+
+
+def get_model_tokenizer(wildcards):
+    return (
+        f"results/data/{CORPUS}/tokenizer/{MODELS[wildcards.model]['tokenizer']}.model"
+    )
+
+
+def model_stages(model):
+    """Training stages of a model, in order."""
+    return [s for s in STAGES if s in MODELS[model]["stages"]]
+
+
+def get_init_checkpoint(wildcards):
+    """A later stage starts from the weights of the stage before it."""
+    stages = model_stages(wildcards.model)
+    if wildcards.stage not in stages:
+        raise ValueError(
+            f"models.{wildcards.model}.stages has no stage '{wildcards.stage}'"
+        )
+    i = stages.index(wildcards.stage)
+    return (
+        []
+        if i == 0
+        else [f"results/{wildcards.model}/train/{stages[i - 1]}/checkpoint_last.pt"]
+    )
+
+
+def get_model_dims(wildcards):
+    return dict(MODELS[wildcards.model]["dims"])
+
+
+def get_train_settings(wildcards):
+    """TrainConfig fields of one stage: shared 'training' settings, the stage's overrides, seed, stage."""
+    return {
+        **config["training"],
+        **MODELS[wildcards.model]["stages"][wildcards.stage],
+        "seed": config["seed"],
+        "stage": wildcards.stage,
+    }
+
+
+def get_final_stage_dir(wildcards):
+    return f"results/{wildcards.model}/train/{model_stages(wildcards.model)[-1]}"
+
+
+def get_final_stage_checkpoint(wildcards):
+    return f"{get_final_stage_dir(wildcards)}/checkpoint_last.pt"
+
+
+def get_average_last(wildcards):
+    return MODELS[wildcards.model]["average_last"]
+
+
+def get_model_languages(wildcards):
+    return MODELS[wildcards.model]["languages"]
+
+
+def get_model_tasks(wildcards):
+    return MODELS[wildcards.model]["tasks"]

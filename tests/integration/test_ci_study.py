@@ -1,4 +1,4 @@
-"""Runs the data stage of configs/ci.yaml through Snakemake in a temporary folder."""
+"""Runs the configs/ci.yaml study (data and training stages) through Snakemake in a temporary folder."""
 
 import hashlib
 import shutil
@@ -29,7 +29,7 @@ def data_run(tmp_path_factory):
     if shutil.which("snakemake") is None:
         pytest.skip("snakemake is not installed")
     workdir = tmp_path_factory.mktemp("ci_study")
-    proc = _snakemake(workdir, "data")
+    proc = _snakemake(workdir)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return workdir
 
@@ -119,3 +119,28 @@ def test_word_spans_hold_the_speech_energy(data_run):
             if (~mask).sum() > 3:
                 outside.append(energy[~mask].mean())
     assert np.median(inside) > 20 * np.median(outside)
+
+
+def test_training_outputs(data_run):
+    import torch
+
+    from caspes.train import load_model
+
+    for model, stages in (("base", {"asr": 10}), ("small", {"asr": 5, "asr_st": 10}), ("large", {"asr": 5, "asr_st": 10})):
+        for stage, steps in stages.items():
+            history = pd.read_csv(data_run / "results" / model / "train" / stage / "history.tsv", sep="\t")
+            assert list(history["step"]) == list(range(1, steps + 1))
+            assert history["loss"].notna().all()
+            assert (data_run / "logs" / "train_model" / model / f"{stage}.log").is_file()
+        net, ckpt = load_model(data_run / "results" / model / "train" / "checkpoint.pt")
+        assert ckpt["averaged_steps"] == [steps - 5, steps]  # ci.yaml: checkpoint_every 5, average_last 2
+        assert not net.training and net.num_parameters() > 0
+        assert isinstance(ckpt["tokenizer"]["model"], bytes)
+        torch.testing.assert_close(
+            net.state_dict()["decoder.embed_tokens.weight"],
+            0.5 * sum(
+                torch.load(data_run / "results" / model / "train" / list(stages)[-1] / f"checkpoint_{s}.pt",
+                           weights_only=True)["model"]["decoder.embed_tokens.weight"]
+                for s in (steps - 5, steps)
+            ),
+        )

@@ -1,0 +1,20 @@
+"""Rule train_model: one training stage of one model (resumes from its last checkpoint)."""
+
+import torch
+
+from caspes.runlog import setup_rule_logging
+from caspes.train import train_stage
+
+snakemake = snakemake  # type: ignore[name-defined]  # noqa: F821 - injected by Snakemake
+setup_rule_logging(snakemake.log[0])
+torch.set_num_threads(snakemake.threads)
+
+train_stage(
+    snakemake.input.train,
+    snakemake.input.dev,
+    snakemake.input.tokenizer,
+    snakemake.params.dims,
+    snakemake.params.settings,
+    snakemake.params.out_dir,
+    init_checkpoint=snakemake.input.init[0] if snakemake.input.init else None,
+)
