@@ -3,16 +3,18 @@
 #   make test   set up, then run the tests, linters and workflow dry-runs
 PYTHON ?= python3
 CORES ?= 2
+# jemalloc (Debian libjemalloc2) removes most of the kernel time of CPU training; empty if absent.
+JEMALLOC := $(firstword $(wildcard /usr/lib/*/libjemalloc.so.2))
 
 .PHONY: install run run-ci test
 install:
 	PYTHON=$(PYTHON) bash tools/install.sh
 
 run: install
-	snakemake --cores $(CORES)
+	LD_PRELOAD=$(JEMALLOC) snakemake --cores $(CORES)
 
 run-ci: install
-	snakemake --cores $(CORES) --configfile configs/ci.yaml
+	LD_PRELOAD=$(JEMALLOC) snakemake --cores $(CORES) --configfile configs/ci.yaml
 
 test: install
 	PYTHON=$(PYTHON) bash tools/test.sh

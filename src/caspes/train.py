@@ -90,6 +90,7 @@ __all__ = [
     "TrainingData",
     "average_checkpoints",
     "average_last_checkpoints",
+    "discard_stale_checkpoints",
     "train_stage",
     "build_target",
     "compute_losses",
@@ -1415,6 +1416,8 @@ def train_stage(
         sources = [(FeatureReader(m), tokenizer) for m in manifests]
         return TrainingData.from_config(sources, config, max_target_positions=limit, cache=True, name=name)
 
+    discard_stale_checkpoints(Path(out_dir), model_dims, config, tokenizer)
+
     return train(
         model_dims,
         config,
@@ -1424,6 +1427,36 @@ def train_stage(
         init_checkpoint=init_checkpoint,
         progress=progress,
     )
+
+
+def discard_stale_checkpoints(
+    out_dir: Path, dims: ModelDimensions, config: TrainConfig, tokenizer: Tokenizer
+) -> bool:
+    """Remove checkpoints and history written with other settings; True if something was removed.
+
+    The workflow reruns a training stage when one of its settings changes: the checkpoints
+    of the old settings must then not be resumed. Settings that may change between
+    resumptions (``max_steps``, checkpoint and logging intervals, device) do not count, so
+    raising ``max_steps`` continues training where it stopped.
+    """
+    numbered = _numbered_checkpoints(out_dir)
+    newest = out_dir / _CHECKPOINT_LAST
+    if not newest.is_file():
+        if not numbered:
+            return False
+        newest = numbered[-1][1]
+    old = load_checkpoint(newest, "cpu")
+    reasons = _config_differences(old.get("train_config") or {}, config)
+    if old.get("dims") != dims.asdict():
+        reasons.append("model dimensions")
+    if (old.get("tokenizer") or {}).get("model") != tokenizer.path.read_bytes():
+        reasons.append("tokenizer")
+    if not reasons:
+        return False
+    log.warning("%s: settings changed since its checkpoints were written (%s): starting over", out_dir, reasons)
+    for path in [p for _, p in numbered] + [out_dir / _CHECKPOINT_LAST, out_dir / "history.tsv"]:
+        path.unlink(missing_ok=True)
+    return True
 
 
 def average_last_checkpoints(stage_dir: str | Path, k: int, out_path: str | Path) -> Path:

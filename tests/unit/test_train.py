@@ -455,3 +455,20 @@ def test_average_checkpoints(corpus, tmp_path):
     assert any(n.endswith("num_batches_tracked") for n in avg["model"])
     model, _ = T.load_model(out)
     assert not model.training
+
+
+def test_changed_settings_discard_checkpoints_but_more_steps_resume(corpus, tmp_path, caplog):
+    tok = corpus["tok"]
+    dims = _dims(tok)
+    cfg = _config(max_steps=4, checkpoint_every=2)
+    T.train(dims, cfg, _data(corpus, cfg), None, tmp_path, progress=False)
+    # More steps, same settings: nothing discarded, training continues.
+    more = _config(max_steps=6, checkpoint_every=2)
+    assert not T.discard_stale_checkpoints(tmp_path, dims, more, tok)
+    # Another learning rate: the old checkpoints and history go.
+    other = _config(max_steps=6, checkpoint_every=2, peak_lr=1e-4)
+    with caplog.at_level(logging.WARNING, logger="caspes.train"):
+        assert T.discard_stale_checkpoints(tmp_path, dims, other, tok)
+    assert "peak_lr" in caplog.text and "starting over" in caplog.text
+    assert not list(tmp_path.glob("checkpoint_*.pt")) and not (tmp_path / "history.tsv").exists()
+    assert not T.discard_stale_checkpoints(tmp_path, dims, other, tok)

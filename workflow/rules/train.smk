@@ -15,7 +15,7 @@ rule train_model:
         "benchmarks/train_model/{model}/{stage}.tsv"
     conda:
         "../../envs/caspes.yaml"
-    threads: 2
+    threads: 1
     resources:
         mem_mb=8000,
         runtime=720,
