@@ -15,10 +15,8 @@ Conventions (fairseq's, as in training — :func:`caspes.train.build_target`):
 * rows are decoded in batches with the key/value cache (:meth:`S2TModel.decode_step`); a row that
   has finished is removed from the batch (its cache rows are dropped), so it cannot change.
 
-Adding beam search: implement ``beam_search(model, features, prefix, options, lengths)`` with the
-same inputs/outputs as :func:`greedy_decode` (returning the best hypothesis per row) and dispatch
-to it in :func:`decode_batch` when ``options.beam_size > 1``; :func:`decode_manifest` needs no
-change.
+Beam search (:func:`caspes.beam.beam_search`) has the same inputs/outputs as
+:func:`greedy_decode`; :func:`decode_batch` dispatches on ``options.beam_size``.
 """
 
 from __future__ import annotations
@@ -35,6 +33,7 @@ import torch
 from torch import Tensor
 
 from .io import DataError
+from .tokenizer import BOS_ID
 
 __all__ = [
     "DecodingOptions",
@@ -58,7 +57,7 @@ class DecodingOptions:
             utterance), capped at ``max_target_positions - 1``; counts the forced prefix, not EOS.
         batch_size: at most this many utterances per decoder batch (None: no limit; the
             frame budget of :func:`decode_manifest` still applies).
-        beam_size: 1 = greedy search (the only one implemented so far).
+        beam_size: 1 = greedy search, > 1 = beam search (:mod:`caspes.beam`).
         force_lang_tag: :func:`decode_manifest` forces the target-language tag as the first
             target token (as in training); False lets the model choose it.
     """
@@ -181,6 +180,7 @@ def _greedy_chunk(
         logits, cache, _ = model.decode_step(states, mask, tokens, cache)
         logits = logits.float()
         logits[:, pad] = -torch.inf
+        logits[:, BOS_ID] = -torch.inf  # <s> is never a target (it is the CTC blank)
         pos = tokens.size(1) - 1  # index (in the target) of the token chosen now
         if pos == 0:
             logits[:, eos] = -torch.inf
@@ -263,10 +263,13 @@ def decode_batch(
     options: DecodingOptions = DecodingOptions(),
     lengths: Sequence[int] | Tensor | None = None,
 ) -> list[list[int]]:
-    """Decode with the search ``options`` asks for (greedy for ``beam_size == 1``)."""
+    """Decode with the search ``options`` asks for: greedy for ``beam_size == 1``, else
+    :func:`caspes.beam.beam_search` (no-repeat-ngram size 5, as the study decodes)."""
     if options.beam_size == 1:
         return greedy_decode(model, features, prefix, options, lengths)
-    raise NotImplementedError(f"beam search (beam_size={options.beam_size}) is not implemented yet")
+    from .beam import beam_search  # beam imports this module
+
+    return beam_search(model, features, prefix, options, lengths)
 
 
 # --------------------------------------------------------------------------- manifests

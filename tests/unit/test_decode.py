@@ -25,7 +25,7 @@ from caspes.tokenizer import EOS_ID, PAD_ID, Tokenizer, train_tokenizer
 
 N_MELS = 8
 VOCAB = 12
-EOS, PAD = 2, 1
+BOS, EOS, PAD = 0, 2, 1
 
 
 @pytest.fixture(autouse=True)
@@ -78,6 +78,7 @@ def _naive_greedy(
             dec_in = torch.tensor([[EOS, *target]])
             logits = model.decode_teacher_forced(enc.states, enc.lengths, dec_in).logits[0, -1].clone()
             logits[PAD] = -math.inf
+            logits[BOS] = -math.inf
             if not target:
                 logits[EOS] = -math.inf
             token = int(logits.argmax())
@@ -124,8 +125,10 @@ def test_batched_equals_one_by_one_and_tensor_input() -> None:
     padded[1, lengths[1] :] = 7.0  # garbage in padded frames is ignored
     assert greedy_decode(model, padded, prefix, options, lengths=torch.tensor(lengths)) == single
     assert decode_batch(model, feats, prefix, options) == single
-    with pytest.raises(NotImplementedError):
-        decode_batch(model, feats, prefix, DecodingOptions(beam_size=4))
+    from caspes.beam import beam_search
+
+    beam = DecodingOptions(max_len_b=options.max_len_b, beam_size=4)
+    assert decode_batch(model, feats, prefix, beam) == beam_search(model, feats, prefix, beam)
 
 
 def test_eval_mode_for_the_call_and_training_flag_restored() -> None:
@@ -239,10 +242,13 @@ def test_eos_stops_rows_and_finished_rows_do_not_change() -> None:
     assert [rows for rows, _ in model.seen] == [[0, 1, 2], [0, 1], [1], [1], [1]]
 
 
-def test_pad_never_and_eos_not_first() -> None:
-    # PAD and an immediate EOS are skipped in favour of the next best token (all zeros -> id 0)
+def test_pad_bos_never_and_eos_not_first() -> None:
+    # Step 0: EOS is barred as first token, BOS (0) and PAD (1) always: among the tied zeros the
+    # lowest allowed id, 3, wins. Step 1: the scripted PAD is barred, and EOS (2) wins the tie.
     model = _ScriptedModel({0: [EOS, PAD, EOS]})
-    assert greedy_decode(model, [_row_features(0)], [[]], DecodingOptions(max_len_b=10)) == [[0, 0]]
+    assert greedy_decode(model, [_row_features(0)], [[]], DecodingOptions(max_len_b=10)) == [[3]]
+    model = _ScriptedModel({0: [BOS, 4, BOS, 4, EOS]})
+    assert greedy_decode(model, [_row_features(0)], [[]], DecodingOptions(max_len_b=10)) == [[3, 4]]  # BOS barred at steps 0 and 2
 
 
 def test_prefix_validation() -> None:
