@@ -24,6 +24,6 @@ echo "== snakemake --lint"
 snakemake --lint
 echo "== snakemake dry-runs"
 for cfg in config.yaml configs/ci.yaml configs/europarl.yaml; do
-  snakemake -n --quiet --configfile "$cfg" > /dev/null
+  snakemake -n --quiet --nolock --configfile "$cfg" > /dev/null
   echo "dry-run ok: $cfg"
 done

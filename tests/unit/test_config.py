@@ -88,3 +88,15 @@ def test_model_settings_reach_train_config(tmp_path):
 def test_cross_key_errors(tmp_path, config, message):
     with pytest.raises(ConfigError, match=message):
         load_config(_write(tmp_path, config))
+
+
+def test_europarl_config_has_the_papers_model_sizes():
+    """configs/europarl.yaml instantiates the paper's three roles (meta device, no memory used)."""
+    from caspes.model import PAPER_PARAMETERS, ModelDimensions, count_parameters
+
+    config = load_config(ROOT / "configs" / "europarl.yaml")
+    for name, model in config["models"].items():
+        vocab = config["tokenizers"][model["tokenizer"]]["vocab_size"]
+        n = count_parameters(ModelDimensions.from_dict({**model["dims"], "vocab_size": vocab}))
+        print(f"{name}: {n / 1e6:.1f}M parameters (paper {PAPER_PARAMETERS[name] / 1e6:.0f}M)")
+        assert abs(n / PAPER_PARAMETERS[name] - 1) <= 0.10
