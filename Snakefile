@@ -9,6 +9,10 @@
 #   results/data/{corpus}/stats.tsv                     corpus statistics per language and split
 #   results/{model}/train/{stage}/checkpoint_*.pt, history.tsv   training stages (asr, asr_st)
 #   results/{model}/train/checkpoint.pt                 final model: average of the last checkpoints
+#   results/{model}/{src}-{tgt}/{split}/hyps.tsv       beam-search hypotheses (pieces as teacher-forced later)
+#   results/{model}/{src}-{tgt}/{split}/xattn.zip      cross-attention, every layer and head, per utterance
+#   results/{model}/{src}-{tgt}/{split}/quality.tsv    WER (ASR) or BLEU/chrF (ST), seconds per utterance
+#   results/quality.tsv                                 all of them in one table
 #   logs/{rule}/...log and benchmarks/{rule}/...tsv mirror the outputs.
 
 
@@ -23,6 +27,7 @@ configfile: "config.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/decode.smk"
 
 
 rule all:

@@ -77,6 +77,9 @@ def check_config(config: Mapping[str, Any]) -> None:
             raise ConfigError(f"{key}.average_last: {model['average_last']} > keep_last {keep_last} of its last stage")
         if not {"train", "dev"} <= set(data["splits"]):
             raise ConfigError(f"data.splits: training model '{name}' needs 'train' and 'dev' splits")
+    for split in config.get("decoding", {}).get("splits", []):
+        if config.get("models") and split not in data["splits"]:
+            raise ConfigError(f"decoding.splits: '{split}' is not among data.splits {data['splits']}")
     if "train" not in data["splits"] and config["tokenizers"]:
         raise ConfigError("data.splits: tokenizers are trained on the 'train' split, which is not listed")
 

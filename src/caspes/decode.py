@@ -43,6 +43,7 @@ __all__ = [
     "make_decode_batches",
     "decode_manifest",
     "evaluate_greedy",
+    "decode_split",
 ]
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,8 @@ class DecodingOptions:
         beam_size: 1 = greedy search, > 1 = beam search (:mod:`caspes.beam`).
         force_lang_tag: :func:`decode_manifest` forces the target-language tag as the first
             target token (as in training); False lets the model choose it.
+        no_repeat_ngram_size: beam search never repeats an n-gram of this size (0: off; the
+            study uses 5). Greedy search does not apply it.
     """
 
     max_len_a: float = 0.0
@@ -67,6 +70,7 @@ class DecodingOptions:
     batch_size: int | None = None
     beam_size: int = 1
     force_lang_tag: bool = True
+    no_repeat_ngram_size: int = 5
 
     def __post_init__(self) -> None:
         if self.max_len_a < 0:
@@ -269,7 +273,7 @@ def decode_batch(
         return greedy_decode(model, features, prefix, options, lengths)
     from .beam import beam_search  # beam imports this module
 
-    return beam_search(model, features, prefix, options, lengths)
+    return beam_search(model, features, prefix, options, lengths, options.no_repeat_ngram_size)
 
 
 # --------------------------------------------------------------------------- manifests
@@ -410,3 +414,51 @@ def evaluate_greedy(
             hyps.extend(rows)
             log.info("%s %s: %s", f"{lang}-{tgt}", task, row)
     return quality, hyps
+
+
+def decode_split(
+    checkpoint_path: str | Path,
+    tokenizer_path: str | Path,
+    manifest: str | Path,
+    task: str,
+    options: DecodingOptions,
+    hyps_path: str | Path,
+    xattn_path: str | Path,
+    batch_frames: int = 20000,
+    progress: bool = True,
+) -> dict:
+    """Decode one split, store its hypotheses and their cross-attention, and score them.
+
+    Writes ``hyps_path`` (TSV: id, languages, task, reference, hypothesis, pieces — the pieces
+    are exactly what the saliency stage teacher-forces) and ``xattn_path`` (every decoder
+    layer and head for the re-scored final hypothesis, :mod:`caspes.xattn`). Returns the quality
+    row (:func:`caspes.metrics.quality_row`) with the decoding seconds per utterance.
+    """
+    import time
+
+    import pandas as pd
+
+    from .features import FeatureReader
+    from .metrics import quality_row
+    from .tokenizer import Tokenizer
+    from .train import load_model
+    from .xattn import write_cross_attention_store
+
+    model, _ = load_model(checkpoint_path)
+    tokenizer = Tokenizer(tokenizer_path)
+    reader = FeatureReader(manifest)
+    start = time.perf_counter()
+    rows = decode_manifest(model, tokenizer, reader, task, options, batch_frames=batch_frames, progress=progress)
+    seconds = time.perf_counter() - start
+    pd.DataFrame(rows, columns=["id", "src_lang", "tgt_lang", "task", "reference", "hypothesis", "pieces"]).to_csv(
+        hyps_path, sep="\t", index=False
+    )
+    write_cross_attention_store(xattn_path, model, tokenizer, reader, rows)
+    src = reader.rows[0]["src_lang"] if reader.rows else ""
+    tgt = src if task == "asr" else (reader.rows[0]["tgt_lang"] if reader.rows else "")
+    quality = quality_row(
+        task, f"{src}-{tgt}", [r["hypothesis"] for r in rows], [r["reference"] for r in rows], tgt
+    )
+    quality["seconds_per_utterance"] = round(seconds / max(len(rows), 1), 4)
+    log.info("%s %s-%s: %s", Path(manifest).name, src, tgt, quality)
+    return quality

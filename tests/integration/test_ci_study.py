@@ -144,3 +144,26 @@ def test_training_outputs(data_run):
                 for s in (steps - 5, steps)
             ),
         )
+
+
+def test_decoding_outputs(data_run):
+    from caspes.xattn import CrossAttentionStore
+
+    quality = pd.read_csv(data_run / "results" / "quality.tsv", sep="\t")
+    # base: en ASR; small, large: en and it, ASR and ST; dev and test each.
+    assert len(quality) == (1 + 4 + 4) * 2
+    assert set(quality["lang_pair"]) == {"en-en", "en-it", "it-it", "it-en"}
+    assert quality.loc[quality.task == "asr", "wer"].notna().all()
+    assert quality.loc[quality.task == "st", "bleu"].notna().all()
+    run = data_run / "results" / "small" / "it-en" / "test"
+    hyps = pd.read_csv(run / "hyps.tsv", sep="\t", keep_default_na=False)
+    assert len(hyps) == 8 and (hyps["task"] == "st").all()
+    assert all(p.split()[0] == "<lang:en>" for p in hyps["pieces"])
+    store = CrossAttentionStore(run / "xattn.zip")
+    assert list(store.ids) == list(hyps["id"])
+    for uid, pieces in zip(hyps["id"], hyps["pieces"], strict=True):
+        record = store[uid]
+        n_rows = len(pieces.split()) + 1  # one row per target token: the tag, the pieces, EOS
+        assert record.attention.shape[:3] == (1, 2, n_rows)  # large/small ci: 1 decoder layer, 2 heads
+        np.testing.assert_allclose(record.attention.sum(-1), 1.0, atol=2e-3)
+        assert record.roles[0] == "lang" and record.roles[-1] == "eos"

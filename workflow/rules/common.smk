@@ -27,6 +27,8 @@ wildcard_constraints:
     split="|".join(SPLITS),
     tokenizer="|".join(TOKENIZERS) if TOKENIZERS else "(?!)",
     model="|".join(MODELS) if MODELS else "(?!)",
+    src="|".join(LANGS),
+    tgt="|".join(sorted(set(LANGS) | set(DATA["translation"].values()))),
     stage="|".join(STAGES),
 
 
@@ -57,8 +59,32 @@ def train_outputs():
     )
 
 
+def model_directions(model):
+    """(source, target) language pairs a model is decoded on: ASR src-src, ST src-translation."""
+    pairs = []
+    for lang in MODELS[model]["languages"]:
+        if "asr" in MODELS[model]["tasks"]:
+            pairs.append((lang, lang))
+        if "st" in MODELS[model]["tasks"]:
+            pairs.append((lang, DATA["translation"][lang]))
+    return pairs
+
+
+def decode_outputs(name):
+    """One decode output file per model, direction and decoded split."""
+    return [
+        f"results/{model}/{src}-{tgt}/{split}/{name}"
+        for model in MODELS
+        for src, tgt in model_directions(model)
+        for split in config["decoding"]["splits"]
+    ]
+
+
 def get_final_output():
-    return data_outputs() + train_outputs()
+    outputs = data_outputs() + train_outputs()
+    if MODELS:
+        outputs += ["results/quality.tsv"]
+    return outputs
 
 
 def tokenizer_train_manifests(wildcards):
@@ -162,3 +188,17 @@ def get_model_languages(wildcards):
 
 def get_model_tasks(wildcards):
     return MODELS[wildcards.model]["tasks"]
+
+
+def get_task(wildcards):
+    return "asr" if wildcards.src == wildcards.tgt else "st"
+
+
+def get_decode_manifest(wildcards):
+    """The features of the source language; the direction must be one the model was trained for."""
+    if (wildcards.src, wildcards.tgt) not in model_directions(wildcards.model):
+        raise ValueError(
+            f"model '{wildcards.model}' is not trained for {wildcards.src}-{wildcards.tgt} "
+            f"(directions: {model_directions(wildcards.model)})"
+        )
+    return f"results/data/{CORPUS}/{wildcards.src}/{wildcards.split}.fbank.tsv"
