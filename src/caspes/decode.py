@@ -426,8 +426,12 @@ def decode_split(
     xattn_path: str | Path,
     batch_frames: int = 20000,
     progress: bool = True,
+    comet_checkpoint: str | Path | None = None,
 ) -> dict:
     """Decode one split, store its hypotheses and their cross-attention, and score them.
+
+    For ST, COMET is added when ``comet_checkpoint`` names a local checkpoint
+    (:func:`caspes.metrics.comet`); otherwise the log says it was not computed.
 
     Writes ``hyps_path`` (TSV: id, languages, task, reference, hypothesis, pieces — the pieces
     are exactly what the saliency stage teacher-forces) and ``xattn_path`` (every decoder
@@ -460,5 +464,18 @@ def decode_split(
         task, f"{src}-{tgt}", [r["hypothesis"] for r in rows], [r["reference"] for r in rows], tgt
     )
     quality["seconds_per_utterance"] = round(seconds / max(len(rows), 1), 4)
+    if task == "st":
+        if comet_checkpoint:
+            from .metrics import comet
+
+            by_id = {r["id"]: r for r in reader.rows}
+            quality["comet"] = comet(
+                [by_id[r["id"]]["src_text"] for r in rows],
+                [r["hypothesis"] for r in rows],
+                [r["reference"] for r in rows],
+                comet_checkpoint,
+            )
+        else:
+            log.info("COMET not computed: decoding.comet_checkpoint names no local checkpoint")
     log.info("%s %s-%s: %s", Path(manifest).name, src, tgt, quality)
     return quality

@@ -21,7 +21,10 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from typing import Any
+
+from .io import DataError
 
 __all__ = [
     "WerResult",
@@ -32,6 +35,7 @@ __all__ = [
     "chrf",
     "wer_max",
     "quality_row",
+    "comet",
 ]
 
 log = logging.getLogger(__name__)
@@ -202,3 +206,38 @@ def quality_row(
     else:
         raise ValueError(f"task must be 'asr' or 'st', got {task!r}")
     return row
+
+
+def comet(
+    sources: Sequence[str],
+    hyps: Sequence[str],
+    refs: Sequence[str],
+    checkpoint: str | Path,
+    batch_size: int = 16,
+    gpus: int = 0,
+) -> float:
+    """System-level COMET (x100) with a *local* checkpoint (the paper: wmt22-comet-da, COMET 2.2.4).
+
+    Nothing is downloaded: ``checkpoint`` must be the ``model.ckpt`` of a COMET model already on
+    disk, and the optional package ``unbabel-comet`` must be installed (``pip install -e
+    '.[comet]'``). Raises DataError for a missing checkpoint and RuntimeError for a missing package.
+    """
+    _check_pairs(hyps, refs)
+    _check_pairs(sources, refs)
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise DataError(
+            f"decoding.comet_checkpoint: {path} not found; COMET models are never downloaded here, "
+            "point this key at a local checkpoint (e.g. <wmt22-comet-da>/checkpoints/model.ckpt)"
+        )
+    try:
+        from comet import load_from_checkpoint
+    except ImportError:
+        raise RuntimeError(
+            "decoding.comet_checkpoint is set but the optional package unbabel-comet is not installed: "
+            "pip install -e '.[comet]'"
+        ) from None
+    model = load_from_checkpoint(str(path))
+    data = [{"src": s, "mt": h, "ref": r} for s, h, r in zip(sources, hyps, refs, strict=True)]
+    output = model.predict(data, batch_size=batch_size, gpus=gpus, progress_bar=False)
+    return 100.0 * float(output.system_score)

@@ -97,3 +97,32 @@ def test_quality_row() -> None:
     assert row["n"] == 1 and row["bleu"] == pytest.approx(100.0) and row["chrf"] == pytest.approx(100.0)
     with pytest.raises(ValueError):
         quality_row("mt", "en-it", refs, refs, "it")
+
+
+def test_comet_needs_a_local_checkpoint_and_the_optional_package(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    from caspes.io import DataError
+    from caspes.metrics import comet
+
+    with pytest.raises(DataError, match="decoding.comet_checkpoint: .*not found"):
+        comet(["a"], ["b"], ["c"], tmp_path / "missing.ckpt")
+    ckpt = tmp_path / "model.ckpt"
+    ckpt.write_bytes(b"weights")
+    monkeypatch.setitem(sys.modules, "comet", None)  # import comet -> ImportError
+    with pytest.raises(RuntimeError, match=r"pip install -e '\.\[comet\]'"):
+        comet(["a"], ["b"], ["c"], ckpt)
+
+    calls = {}
+
+    class FakeModel:
+        def predict(self, data, batch_size, gpus, progress_bar):
+            calls["data"], calls["gpus"] = data, gpus
+            return types.SimpleNamespace(system_score=0.8125)
+
+    fake = types.ModuleType("comet")
+    fake.load_from_checkpoint = lambda path: calls.setdefault("path", path) and FakeModel()
+    monkeypatch.setitem(sys.modules, "comet", fake)
+    assert comet(["src"], ["mt"], ["ref"], ckpt) == pytest.approx(81.25)
+    assert calls["path"] == str(ckpt) and calls["data"] == [{"src": "src", "mt": "mt", "ref": "ref"}]

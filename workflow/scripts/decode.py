@@ -12,6 +12,7 @@ torch.set_num_threads(snakemake.threads)
 opts = dict(snakemake.params.options)
 batch_frames = opts.pop("batch_frames")
 opts.pop("splits")  # which splits are decoded is the workflow's business
+comet_checkpoint = opts.pop("comet_checkpoint")
 
 quality = decode_split(
     snakemake.input.checkpoint,
@@ -22,6 +23,7 @@ quality = decode_split(
     snakemake.output.hyps,
     snakemake.output.xattn,
     batch_frames=batch_frames,
+    comet_checkpoint=comet_checkpoint,
 )
 row = {"model": snakemake.wildcards.model, "split": snakemake.wildcards.split, **quality}
 pd.DataFrame([row]).to_csv(snakemake.output.quality, sep="\t", index=False)
