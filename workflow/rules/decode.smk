@@ -18,6 +18,7 @@ rule decode:
         "../../envs/caspes.yaml"
     threads: 1
     resources:
+        gpu=1,
         mem_mb=4000,
         runtime=120,
     params:

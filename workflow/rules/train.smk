@@ -17,6 +17,7 @@ rule train_model:
         "../../envs/caspes.yaml"
     threads: 1
     resources:
+        gpu=1,
         mem_mb=8000,
         runtime=720,
     params:
@@ -61,6 +62,7 @@ rule evaluate_greedy:
         "../../envs/caspes.yaml"
     threads: 2
     resources:
+        gpu=1,
         mem_mb=4000,
         runtime=60,
     params:
