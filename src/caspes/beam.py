@@ -67,10 +67,7 @@ from torch import Tensor
 
 from .decode import (
     DecodingOptions,
-    _as_batch,
-    _check_prefix,
-    _eval_mode,
-    _model_device_dtype,
+    decode_in_chunks,
     max_target_length,
 )
 from .tokenizer import BOS_ID
@@ -313,35 +310,9 @@ def beam_search_nbest(
         raise ValueError(f"no_repeat_ngram_size must be >= 0, got {no_repeat_ngram_size}")
     if not early_stop and len_penalty < 0:
         raise ValueError("early_stop=False needs len_penalty >= 0 (for the score bound)")
-    if len(features) == 0:
-        return []
-    device, dtype = _model_device_dtype(model)
-    feats, lens = _as_batch(features, lengths, device, dtype)
-    n = feats.size(0)
-    dims = model.dims
-    if feats.size(-1) != dims.n_mels:
-        raise ValueError(f"features have {feats.size(-1)} bins, the model expects {dims.n_mels}")
-    prefixes = _check_prefix(prefix, n, dims.vocab_size, dims.pad_id, dims.eos_id)
-    step = options.batch_size or n
-    out: list[list[Hypothesis]] = []
-    with _eval_mode(model), torch.inference_mode():
-        for start in range(0, n, step):
-            chunk_lens = lens[start : start + step]
-            t = int(chunk_lens.max())
-            out.extend(
-                _beam_chunk(
-                    model,
-                    feats[start : start + step, :t],
-                    chunk_lens,
-                    prefixes[start : start + step],
-                    options,
-                    no_repeat_ngram_size,
-                    len_penalty,
-                    early_stop,
-                    score_prefix,
-                )
-            )
-    return out
+    return decode_in_chunks(
+        model, features, prefix, options, lengths, _beam_chunk, no_repeat_ngram_size, len_penalty, early_stop, score_prefix
+    )
 
 
 def beam_search(

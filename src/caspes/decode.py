@@ -40,6 +40,7 @@ __all__ = [
     "max_target_length",
     "greedy_decode",
     "decode_batch",
+    "decode_in_chunks",
     "make_decode_batches",
     "decode_manifest",
     "evaluate_greedy",
@@ -211,6 +212,42 @@ def _greedy_chunk(
     return results
 
 
+
+def decode_in_chunks(
+    model: Any,
+    features: Sequence[np.ndarray] | Tensor,
+    prefix: Sequence[Sequence[int]],
+    options: DecodingOptions,
+    lengths: Sequence[int] | Tensor | None,
+    decode_chunk: Any,
+    *extra: Any,
+) -> list:
+    """Shared driver of the searches: checks the inputs, then calls
+    ``decode_chunk(model, features (b, t, F), lengths (b,), prefixes, options, *extra)`` on chunks of
+    ``options.batch_size`` utterances (all at once when None), in eval and inference mode, and
+    concatenates the per-utterance results."""
+    if len(features) == 0:
+        return []
+    device, dtype = _model_device_dtype(model)
+    feats, lens = _as_batch(features, lengths, device, dtype)
+    n = feats.size(0)
+    dims = model.dims
+    if feats.size(-1) != dims.n_mels:
+        raise ValueError(f"features have {feats.size(-1)} bins, the model expects {dims.n_mels}")
+    prefixes = _check_prefix(prefix, n, dims.vocab_size, dims.pad_id, dims.eos_id)
+    step = options.batch_size or n
+    out: list = []
+    with _eval_mode(model), torch.inference_mode():
+        for start in range(0, n, step):
+            chunk_lens = lens[start : start + step]
+            t = int(chunk_lens.max())
+            out.extend(
+                decode_chunk(
+                    model, feats[start : start + step, :t], chunk_lens, prefixes[start : start + step], options, *extra
+                )
+            )
+    return out
+
 def greedy_decode(
     model: Any,
     features: Sequence[np.ndarray] | Tensor,
@@ -233,31 +270,7 @@ def greedy_decode(
     Returns:
         Per utterance the generated ids after the forced prefix, without the final EOS.
     """
-    if len(features) == 0:
-        return []
-    device, dtype = _model_device_dtype(model)
-    feats, lens = _as_batch(features, lengths, device, dtype)
-    n = feats.size(0)
-    dims = model.dims
-    if feats.size(-1) != dims.n_mels:
-        raise ValueError(f"features have {feats.size(-1)} bins, the model expects {dims.n_mels}")
-    prefixes = _check_prefix(prefix, n, dims.vocab_size, dims.pad_id, dims.eos_id)
-    step = options.batch_size or max(n, 1)
-    out: list[list[int]] = []
-    with _eval_mode(model), torch.inference_mode():
-        for start in range(0, n, step):
-            chunk_lens = lens[start : start + step]
-            t = int(chunk_lens.max())
-            out.extend(
-                _greedy_chunk(
-                    model,
-                    feats[start : start + step, :t],
-                    chunk_lens,
-                    prefixes[start : start + step],
-                    options,
-                )
-            )
-    return out
+    return decode_in_chunks(model, features, prefix, options, lengths, _greedy_chunk)
 
 
 def decode_batch(
