@@ -8,45 +8,23 @@ import math
 import numpy as np
 import pytest
 import torch
+from tinymodels import fake_model_dims, one_thread, tiny_model  # noqa: F401 - one_thread is a fixture
 from torch import nn
 
 from caspes.beam import Hypothesis, beam_search, beam_search_nbest, block_repeated_ngrams
 from caspes.decode import DecodingOptions, greedy_decode, max_target_length
-from caspes.model import DecoderCache, EncoderOutput, ModelDimensions, S2TModel, lengths_to_padding_mask
+from caspes.model import DecoderCache, EncoderOutput, S2TModel, lengths_to_padding_mask
 from caspes.model.conformer import subsampled_lengths
 
 N_MELS = 8
 BOS, PAD, EOS = 0, 1, 2
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread (and the other core stays free)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _tiny_model(seed: int, vocab: int = 8, d_model: int = 16, **overrides: object) -> S2TModel:
-    torch.manual_seed(seed)
-    base = dict(
-        d_model=d_model,
-        encoder_layers=1,
-        decoder_layers=2,
-        encoder_heads=2,
-        decoder_heads=2,
-        encoder_ffn=32,
-        decoder_ffn=32,
-        vocab_size=vocab,
-        n_mels=N_MELS,
-        conv_channels=16,
-        conv_kernel=5,
-        dropout=0.0,
-        max_target_positions=32,
-    )
-    base.update(overrides)
-    return S2TModel(ModelDimensions(**base)).double().eval()  # type: ignore[arg-type]
+    return tiny_model(seed, vocab=vocab, n_mels=N_MELS, d_model=d_model, **overrides)
 
 
 def _bias_token(model: S2TModel, token: int, strength: float) -> S2TModel:
@@ -253,19 +231,7 @@ class _ScriptedModel(nn.Module):
 
     def __init__(self, max_target_positions: int = 64, vocab: int = 10) -> None:
         super().__init__()
-        self.dims = ModelDimensions(
-            d_model=4,
-            encoder_layers=1,
-            decoder_layers=1,
-            encoder_heads=1,
-            decoder_heads=1,
-            encoder_ffn=4,
-            decoder_ffn=4,
-            vocab_size=vocab,
-            n_mels=N_MELS,
-            conv_channels=4,
-            max_target_positions=max_target_positions,
-        )
+        self.dims = fake_model_dims(vocab, N_MELS, max_target_positions)
         self.weight = nn.Parameter(torch.zeros(1))
         self.logits = torch.linspace(0.0, -1.0, vocab)
         self.logits[5] = 1.0

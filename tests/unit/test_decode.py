@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from tinymodels import fake_model_dims, one_thread, tiny_model  # noqa: F401 - one_thread is a fixture
 from torch import nn
 
 from caspes.decode import (
@@ -19,7 +20,7 @@ from caspes.decode import (
 )
 from caspes.features import FeatureReader
 from caspes.io import FeatureArchiveWriter, write_manifest
-from caspes.model import DecoderCache, EncoderOutput, ModelDimensions, S2TModel, lengths_to_padding_mask
+from caspes.model import DecoderCache, EncoderOutput, S2TModel, lengths_to_padding_mask
 from caspes.model.conformer import subsampled_lengths
 from caspes.tokenizer import EOS_ID, PAD_ID, Tokenizer, train_tokenizer
 
@@ -28,36 +29,22 @@ VOCAB = 12
 BOS, EOS, PAD = 0, 2, 1
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread is fastest and leaves the other core alone."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _tiny_model(seed: int, vocab: int = VOCAB, n_mels: int = N_MELS, **overrides: object) -> S2TModel:
-    torch.manual_seed(seed)
-    base = dict(
-        d_model=32,
-        encoder_layers=1,
-        decoder_layers=1,
-        encoder_heads=2,
-        decoder_heads=2,
-        encoder_ffn=64,
-        decoder_ffn=64,
-        vocab_size=vocab,
+    return tiny_model(
+        seed,
+        vocab=vocab,
         n_mels=n_mels,
+        d_model=32,
+        ffn=64,
         conv_channels=32,
         conv_kernel=7,
-        dropout=0.0,
+        decoder_layers=1,
         max_target_positions=64,
+        **overrides,
     )
-    base.update(overrides)
-    model = S2TModel(ModelDimensions(**base))  # type: ignore[arg-type]
-    # float64: argmax comparisons between cached / uncached / batched paths cannot flip on ties
-    return model.double().eval()
 
 
 def _features(lengths: list[int], seed: int = 0) -> list[np.ndarray]:
@@ -169,19 +156,7 @@ class _ScriptedModel(nn.Module):
 
     def __init__(self, scripts: dict[int, list[int]], max_target_positions: int = 64) -> None:
         super().__init__()
-        self.dims = ModelDimensions(
-            d_model=4,
-            encoder_layers=1,
-            decoder_layers=1,
-            encoder_heads=1,
-            decoder_heads=1,
-            encoder_ffn=4,
-            decoder_ffn=4,
-            vocab_size=VOCAB,
-            n_mels=N_MELS,
-            conv_channels=4,
-            max_target_positions=max_target_positions,
-        )
+        self.dims = fake_model_dims(VOCAB, N_MELS, max_target_positions)
         self.weight = nn.Parameter(torch.zeros(1))
         self.scripts = scripts
         self.seen: list[tuple[list[int], list[list[int]]]] = []

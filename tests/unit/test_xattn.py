@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from tinymodels import one_thread, tiny_model  # noqa: F401 - one_thread is a fixture
 
 from caspes.beam import beam_search
 from caspes.decode import DecodingOptions
 from caspes.io import DataError
-from caspes.model import ModelDimensions, S2TModel
+from caspes.model import S2TModel
 from caspes.xattn import (
     CrossAttentionRecord,
     CrossAttentionStore,
@@ -26,33 +27,11 @@ EOS = 2
 LANG_EN, LANG_IT = 4, 5
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread (and the other core stays free)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _tiny_model(seed: int = 0, vocab: int = 10) -> S2TModel:
-    torch.manual_seed(seed)
-    dims = ModelDimensions(
-        d_model=16,
-        encoder_layers=1,
-        decoder_layers=2,
-        encoder_heads=2,
-        decoder_heads=2,
-        encoder_ffn=32,
-        decoder_ffn=32,
-        vocab_size=vocab,
-        n_mels=N_MELS,
-        conv_channels=16,
-        conv_kernel=5,
-        dropout=0.0,
-        max_target_positions=32,
-    )
-    return S2TModel(dims).double().eval()
+    return tiny_model(seed, vocab=vocab, n_mels=N_MELS)
 
 
 def _features(lengths: list[int], seed: int = 0) -> list[np.ndarray]:
