@@ -80,6 +80,14 @@ def check_config(config: Mapping[str, Any]) -> None:
     for split in config.get("decoding", {}).get("splits", []):
         if config.get("models") and split not in data["splits"]:
             raise ConfigError(f"decoding.splits: '{split}' is not among data.splits {data['splits']}")
+    explain = config.get("explain", {})
+    decoded = config.get("decoding", {}).get("splits", [])
+    for split, models in explain.get("splits", {}).items():
+        if split not in decoded:
+            raise ConfigError(f"explain.splits: '{split}' is not decoded (decoding.splits {decoded})")
+        unknown = [] if models == "all" else [m for m in models if m not in config.get("models", {})]
+        if unknown:
+            raise ConfigError(f"explain.splits.{split}: unknown model(s) {unknown}")
     if "train" not in data["splits"] and config["tokenizers"]:
         raise ConfigError("data.splits: tokenizers are trained on the 'train' split, which is not listed")
 

@@ -259,7 +259,42 @@ def n_frames_for_duration(duration_s: float, window_ms: float = 25.0, shift_ms: 
 # --------------------------------------------------------------------------- feature archives
 
 
-class FeatureArchiveWriter:
+class AtomicZipWriter:
+    """An uncompressed zip written to ``<path>.tmp`` and moved to ``path`` when closed without
+    error (use as a context manager); an exception leaves no file behind.  Members get a fixed
+    timestamp, so the same content gives a byte-identical archive."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = self.path.with_name(self.path.name + ".tmp")
+        self._zip = zipfile.ZipFile(self._tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True)
+
+    def _write_member(self, name: str, data: bytes) -> None:
+        info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+        info.compress_type = zipfile.ZIP_STORED
+        self._zip.writestr(info, data)
+
+    def _finish(self) -> None:
+        """Hook run on the closed temporary file before it is moved into place."""
+
+    def close(self) -> None:
+        self._zip.close()
+        self._finish()
+        self._tmp.replace(self.path)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self._zip.close()
+            self._tmp.unlink(missing_ok=True)
+
+
+class FeatureArchiveWriter(AtomicZipWriter):
     """Write (id, array) pairs into an uncompressed zip of ``.npy`` files.
 
     Use as a context manager; after closing, :attr:`references` maps each id to its fairseq
@@ -268,10 +303,7 @@ class FeatureArchiveWriter:
     """
 
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = self.path.with_suffix(".zip.tmp")
-        self._zip = zipfile.ZipFile(self._tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True)
+        super().__init__(path)
         self._names: dict[str, str] = {}
         self.references: dict[str, str] = {}
 
@@ -281,14 +313,10 @@ class FeatureArchiveWriter:
         buf = io.BytesIO()
         np.save(buf, np.ascontiguousarray(array, dtype=np.float32))
         name = f"{uid}.npy"
-        # A fixed timestamp keeps archives byte-identical between runs.
-        info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
-        info.compress_type = zipfile.ZIP_STORED
-        self._zip.writestr(info, buf.getvalue())
+        self._write_member(name, buf.getvalue())
         self._names[uid] = name
 
-    def close(self) -> None:
-        self._zip.close()
+    def _finish(self) -> None:
         with open(self._tmp, "rb") as f, zipfile.ZipFile(self._tmp) as zf:
             for info in zf.infolist():
                 f.seek(info.header_offset)
@@ -298,17 +326,6 @@ class FeatureArchiveWriter:
                 offset = info.header_offset + 30 + name_len + extra_len
                 uid = info.filename[: -len(".npy")]
                 self.references[uid] = f"{self.path.name}:{offset}:{info.file_size}"
-        self._tmp.replace(self.path)
-
-    def __enter__(self) -> FeatureArchiveWriter:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self._zip.close()
-            self._tmp.unlink(missing_ok=True)
 
 
 def read_npy(path: str | Path) -> np.ndarray:

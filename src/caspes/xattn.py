@@ -40,9 +40,7 @@ Store (one file per split, e.g. ``<split>.xattn.zip``)
 
 from __future__ import annotations
 
-import io
-import zipfile
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,6 +49,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .archive import RecordArchive, RecordArchiveWriter, check_uid
 from .decode import _as_batch, _eval_mode, _model_device_dtype
 from .io import DataError
 from .tokenizer import EOS_ID
@@ -68,7 +67,6 @@ __all__ = [
 ]
 
 ROLES: tuple[str, ...] = ("lang", "token", "eos")
-_DATE = (1980, 1, 1, 0, 0, 0)
 _FIELDS = ("id", "attention", "decoder_input", "target_ids", "pieces", "roles", "encoder_length")
 
 
@@ -205,23 +203,6 @@ class CrossAttentionRecord:
         return int(self.attention.shape[-1])
 
 
-def _npy_bytes(array: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.lib.format.write_array(buf, np.asarray(array, order="C"), allow_pickle=False)  # keeps 0-d arrays 0-d
-    return buf.getvalue()
-
-
-def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
-    """A deterministic ``.npz`` (fixed entry order and timestamps, deflated)."""
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for name in _FIELDS:
-            info = zipfile.ZipInfo(f"{name}.npy", date_time=_DATE)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            zf.writestr(info, _npy_bytes(arrays[name]))
-    return buf.getvalue()
-
-
 def _validate(
     uid: str,
     attention: np.ndarray,
@@ -230,8 +211,7 @@ def _validate(
     pieces: Sequence[str],
     roles: Sequence[str],
 ) -> None:
-    if not isinstance(uid, str) or not uid or any(c in uid for c in "/\\\n\t"):
-        raise ValueError(f"bad utterance id {uid!r}")
+    check_uid(uid)
     if attention.ndim != 4:
         raise ValueError(f"{uid}: attention must be (L, H, I, T'), got shape {attention.shape}")
     i = attention.shape[2]
@@ -252,21 +232,16 @@ def _validate(
         raise ValueError(f"{uid}: pieces must be strings")
 
 
-class CrossAttentionStoreWriter:
+class CrossAttentionStoreWriter(RecordArchiveWriter):
     """Write :class:`CrossAttentionRecord` s into a store file (format: module docstring).
 
     Use as a context manager; the file appears (atomically) when it is closed without error.
     """
 
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = self.path.with_name(self.path.name + ".tmp")
-        self._zip = zipfile.ZipFile(self._tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True)
-        self.ids: list[str] = []
-        self._seen: set[str] = set()
+        super().__init__(path, _FIELDS, kind="cross-attention store")
 
-    def add(
+    def add(  # type: ignore[override]
         self,
         uid: str,
         attention: np.ndarray | Tensor,
@@ -280,44 +255,25 @@ class CrossAttentionStoreWriter:
             attention = attention.detach().cpu().numpy()
         attention = np.asarray(attention)
         _validate(uid, attention, decoder_input, target_ids, pieces, roles)
-        if uid in self._seen:
-            raise DataError(f"{self.path}: id '{uid}' written twice")
-        arrays = {
-            "id": np.array(uid, dtype=np.str_),
-            "attention": attention.astype(np.float16),
-            "decoder_input": np.asarray([int(t) for t in decoder_input], dtype=np.int32),
-            "target_ids": np.asarray([int(t) for t in target_ids], dtype=np.int32),
-            "pieces": np.array(list(pieces), dtype=np.str_).reshape(len(pieces)),
-            "roles": np.array(list(roles), dtype=np.str_).reshape(len(roles)),
-            "encoder_length": np.array(attention.shape[-1], dtype=np.int32),
-        }
-        info = zipfile.ZipInfo(f"{uid}.npz", date_time=_DATE)
-        info.compress_type = zipfile.ZIP_STORED
-        self._zip.writestr(info, _npz_bytes(arrays))
-        self._seen.add(uid)
-        self.ids.append(uid)
+        super().add(
+            uid,
+            {
+                "attention": attention.astype(np.float16),
+                "decoder_input": np.asarray([int(t) for t in decoder_input], dtype=np.int32),
+                "target_ids": np.asarray([int(t) for t in target_ids], dtype=np.int32),
+                "pieces": np.array(list(pieces), dtype=np.str_).reshape(len(pieces)),
+                "roles": np.array(list(roles), dtype=np.str_).reshape(len(roles)),
+                "encoder_length": np.array(attention.shape[-1], dtype=np.int32),
+            },
+        )
 
     def add_record(self, record: CrossAttentionRecord) -> None:
         self.add(
             record.id, record.attention, record.decoder_input, record.target_ids, record.pieces, record.roles
         )
 
-    def close(self) -> None:
-        self._zip.close()
-        self._tmp.replace(self.path)
 
-    def __enter__(self) -> CrossAttentionStoreWriter:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self._zip.close()
-            self._tmp.unlink(missing_ok=True)
-
-
-class CrossAttentionStore(Mapping[str, CrossAttentionRecord]):
+class CrossAttentionStore(RecordArchive):
     """Read a store file one utterance at a time: ``store[uid]``, ``store.ids`` (written order).
 
     A read-only mapping id -> :class:`CrossAttentionRecord`; usable as a context manager
@@ -325,42 +281,12 @@ class CrossAttentionStore(Mapping[str, CrossAttentionRecord]):
     """
 
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise DataError(f"{self.path}: cross-attention store not found")
-        try:
-            self._zip = zipfile.ZipFile(self.path)
-        except zipfile.BadZipFile as exc:
-            raise DataError(f"{self.path}: not a cross-attention store ({exc})") from exc
-        self._members: dict[str, zipfile.ZipInfo] = {}
-        for info in self._zip.infolist():
-            if not info.filename.endswith(".npz"):
-                raise DataError(f"{self.path}: unexpected member {info.filename!r}")
-            self._members[info.filename[: -len(".npz")]] = info
+        super().__init__(path, _FIELDS, kind="cross-attention store")
 
-    @property
-    def ids(self) -> list[str]:
-        return list(self._members)
-
-    def __len__(self) -> int:
-        return len(self._members)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._members)
-
-    def __contains__(self, uid: object) -> bool:
-        return uid in self._members
-
-    def __getitem__(self, uid: str) -> CrossAttentionRecord:
-        info = self._members[uid]  # KeyError for an unknown id
-        blob = self._zip.read(info)
-        try:
-            with np.load(io.BytesIO(blob), allow_pickle=False) as z:
-                data = {name: z[name] for name in _FIELDS}
-        except Exception as exc:
-            raise DataError(f"{self.path}: unreadable record '{uid}' ({exc})") from exc
+    def __getitem__(self, uid: str) -> CrossAttentionRecord:  # type: ignore[override]
+        data = super().__getitem__(uid)
         attention = data["attention"].astype(np.float32)
-        if str(data["id"]) != uid or int(data["encoder_length"]) != attention.shape[-1]:
+        if int(data["encoder_length"]) != attention.shape[-1]:
             raise DataError(f"{self.path}: record '{uid}' is inconsistent")
         return CrossAttentionRecord(
             id=uid,
@@ -371,14 +297,8 @@ class CrossAttentionStore(Mapping[str, CrossAttentionRecord]):
             roles=[str(r) for r in data["roles"]],
         )
 
-    def close(self) -> None:
-        self._zip.close()
-
     def __enter__(self) -> CrossAttentionStore:
         return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        self.close()
 
 
 # --------------------------------------------------------------------------- end to end

@@ -167,3 +167,56 @@ def test_decoding_outputs(data_run):
         assert record.attention.shape[:3] == (1, 2, n_rows)  # large/small ci: 1 decoder layer, 2 heads
         np.testing.assert_allclose(record.attention.sum(-1), 1.0, atol=2e-3)
         assert record.roles[0] == "lang" and record.roles[-1] == "eos"
+
+
+def test_saliency_outputs(data_run):
+    from caspes.saliency import SaliencyStore
+    from caspes.xattn import CrossAttentionStore
+
+    table = pd.read_csv(data_run / "results" / "explanations.tsv", sep="\t")
+    # test: base en-en + small/large x 4 directions; dev: base en-en; two maps each
+    assert len(table) == (1 + 4 + 4 + 1) * 2
+    assert set(table["map"]) == {"smx", "smh-p0.7"} and (table["utterances"] == 3).all()
+    assert set(table.loc[table["map"] == "smx", "unit"]) == {"cell"}
+    assert set(table.loc[table["map"] != "smx", "unit"]) == {"encoder"}
+    assert table["deletion_auc"].between(0, 100).all() and table["size_auc"].between(0, 100).all()
+    run = data_run / "results" / "small" / "en-it" / "test"
+    xattn = CrossAttentionStore(run / "xattn.zip")
+    feats = FeatureReader(data_run / "results" / "data" / "synthetic" / "en" / "test.fbank.tsv")
+    for name, kind in (("smx", "input"), ("smh-p0.7", "encoder")):
+        store = SaliencyStore(run / "saliency" / f"{name}.zip")
+        assert store.ids == xattn.ids[:3]  # explain.max_utterances: 3, in manifest order
+        for uid in store.ids:
+            rec, ca = store[uid], xattn[uid]
+            assert rec.kind == kind and rec.target_ids == ca.target_ids
+            t = feats[uid].shape[0]
+            expected = (len(ca.target_ids), t, 80) if kind == "input" else (len(ca.target_ids), ca.encoder_length)
+            assert rec.saliency.shape == expected
+            assert (rec.saliency >= 0).all() and rec.saliency.max() > 0
+        curve = pd.read_csv(run / "deletion" / f"{name}.tsv", sep="\t")
+        assert list(curve["percent"]) == [0, 25, 50, 75, 100] and curve["metric"][0] == "bleu"
+    for rule in ("segment_spectrograms", "explain_input", "explain_encoder", "deletion"):
+        assert any((data_run / "logs" / rule).rglob("*.log")), rule
+
+
+def test_lost_shard_reruns_alone(data_run):
+    """Only the lost shard (and what is downstream of it) is recomputed, and identically."""
+    shard = data_run / "results" / "base" / "en-en" / "test" / "saliency" / "smx.shards" / "1-of-2.zip"
+    other = shard.with_name("2-of-2.zip")
+    gathered = shard.parent.parent / "smx.zip"
+    before, other_mtime = shard.read_bytes(), other.stat().st_mtime_ns
+    shard.unlink()  # a shard job killed before it finished, so nothing was gathered
+    gathered.unlink()
+    dry = _snakemake(data_run, "-n", "--quiet", "rules")
+    assert dry.returncode == 0, dry.stderr[-4000:]
+    counts = {}
+    for line in dry.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit():
+            counts[parts[0]] = int(parts[1])
+    assert counts.get("explain_input") == 1 and counts.get("gather_saliency") == 1, dry.stdout
+    assert "explain_encoder" not in counts and "decode" not in counts, dry.stdout
+    proc = _snakemake(data_run)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert shard.read_bytes() == before  # same seed, same maps
+    assert other.stat().st_mtime_ns == other_mtime

@@ -30,6 +30,8 @@ wildcard_constraints:
     src="|".join(LANGS),
     tgt="|".join(sorted(set(LANGS) | set(DATA["translation"].values()))),
     stage="|".join(STAGES),
+    p_h=r"[0-9]*\.?[0-9]+",
+    map=r"smx|smh-p[0-9]*\.?[0-9]+",
 
 
 def data_outputs():
@@ -84,7 +86,7 @@ def get_final_output():
     outputs = data_outputs() + train_outputs()
     if MODELS:
         outputs += ["results/quality.tsv"]
-    return outputs
+    return outputs + explain_outputs()
 
 
 def tokenizer_train_manifests(wildcards):
@@ -202,3 +204,66 @@ def get_decode_manifest(wildcards):
             f"(directions: {model_directions(wildcards.model)})"
         )
     return f"results/data/{CORPUS}/{wildcards.src}/{wildcards.split}.fbank.tsv"
+
+
+# --------------------------------------------------------------------------- explain
+EXPLAIN = config["explain"]
+P_H = f"{EXPLAIN['encoder']['p']:g}"
+
+
+def explained_sets():
+    """(model, src, tgt, split) of every explained decoding, as explain.splits asks."""
+    sets = []
+    for split, models in EXPLAIN["splits"].items():
+        for model in MODELS if models == "all" else models:
+            sets += [(model, src, tgt, split) for src, tgt in model_directions(model)]
+    return sets
+
+
+def explained_maps():
+    """The saliency stores of the study: SM^X and SM^H at the configured p_H."""
+    return ["smx", f"smh-p{P_H}"]
+
+
+def explain_outputs():
+    """Every saliency store with its deletion curve and size score, and the summary table."""
+    if not MODELS:
+        return []
+    files = [
+        f"results/{model}/{src}-{tgt}/{split}/{kind}/{name}"
+        for model, src, tgt, split in explained_sets()
+        for m in explained_maps()
+        for kind, name in [
+            ("saliency", f"{m}.zip"),
+            ("deletion", f"{m}.tsv"),
+            ("size", f"{m}.tsv"),
+        ]
+    ]
+    return files + ["results/explanations.tsv"]
+
+
+def get_segments(wildcards):
+    return f"results/data/{CORPUS}/{wildcards.src}/{wildcards.split}.segments.zip"
+
+
+def get_map_kind(wildcards):
+    """'input' for smx, 'encoder' for smh-p<p>."""
+    return "input" if wildcards.map == "smx" else "encoder"
+
+
+def get_occlusion_settings(kind):
+    """Input function: OcclusionOptions fields of SM^X ('input') or SM^H ('encoder')."""
+
+    def get(wildcards):
+        section = EXPLAIN[kind]
+        p = section["p"] if kind == "input" else float(wildcards.p_h)
+        return {
+            "n_masks": section["n_masks"],
+            "p": p,
+            "seed": config["seed"],
+            "batch_size": EXPLAIN["batch_size"],
+            "batch_frames": EXPLAIN["batch_frames"],
+            "autocast_bf16": EXPLAIN["bf16"],
+        }
+
+    return get

@@ -1,0 +1,156 @@
+"""Per-utterance record archives: the on-disk format of every large per-utterance artifact
+(cross-attention, saliency maps, spectrogram segmentations).
+
+Format
+    An uncompressed (``ZIP_STORED``) zip with one member ``<id>.npz`` per utterance, in the order
+    written.  Each member is an ``.npz`` (a zip with ``ZIP_DEFLATED`` entries) readable with
+    :func:`numpy.load` without pickles, holding one ``.npy`` per field of the archive's schema and
+    always an ``id`` field (0-d unicode array).  Entries get a fixed timestamp (1980-01-01) and are
+    written in schema order, so writing the same records twice gives byte-identical files.
+
+A reader decompresses one utterance at a time (:class:`RecordArchive`), so a store of maps that
+would not fit in memory as a whole is still cheap to scan.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .io import AtomicZipWriter, DataError
+
+__all__ = ["RecordArchive", "RecordArchiveWriter", "check_uid", "npz_bytes"]
+
+_DATE = (1980, 1, 1, 0, 0, 0)
+
+
+def check_uid(uid: object) -> str:
+    """An utterance id usable as a member name (non-empty, no path separators, tabs or newlines)."""
+    if not isinstance(uid, str) or not uid or any(c in uid for c in "/\\\n\t"):
+        raise ValueError(f"bad utterance id {uid!r}")
+    return uid
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, np.asarray(array, order="C"), allow_pickle=False)  # keeps 0-d arrays 0-d
+    return buf.getvalue()
+
+
+def npz_bytes(arrays: Mapping[str, np.ndarray], order: Sequence[str]) -> bytes:
+    """A deterministic ``.npz`` of ``arrays`` (entries in ``order``, fixed timestamps, deflated)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name in order:
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=_DATE)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, _npy_bytes(arrays[name]))
+    return buf.getvalue()
+
+
+class RecordArchiveWriter(AtomicZipWriter):
+    """Write records (dicts of arrays with the fields ``fields``) one utterance at a time.
+
+    The file appears atomically when the writer is closed without error (use it as a context
+    manager); an exception leaves no partial file behind.
+
+    Args:
+        path: archive to write.
+        fields: the schema, without ``id`` (added first automatically).
+        kind: what the archive holds, for error messages (e.g. ``"saliency store"``).
+    """
+
+    def __init__(self, path: str | Path, fields: Sequence[str], kind: str = "record archive") -> None:
+        super().__init__(path)
+        self.fields = ("id", *[f for f in fields if f != "id"])
+        self.kind = kind
+        self.ids: list[str] = []
+        self._seen: set[str] = set()
+
+    def add(self, uid: str, arrays: Mapping[str, np.ndarray]) -> None:
+        """Add the record of utterance ``uid`` (``arrays`` has exactly the schema's fields)."""
+        check_uid(uid)
+        missing = [f for f in self.fields[1:] if f not in arrays]
+        extra = sorted(set(arrays) - set(self.fields))
+        if missing or extra:
+            raise ValueError(f"{self.path}: record '{uid}' lacks fields {missing} / has unknown {extra}")
+        record = {"id": np.array(uid, dtype=np.str_), **{k: np.asarray(v) for k, v in arrays.items()}}
+        self.add_raw(uid, npz_bytes(record, self.fields))
+
+    def add_raw(self, uid: str, blob: bytes) -> None:
+        """Add an already encoded member (used to concatenate shards without re-encoding)."""
+        check_uid(uid)
+        if uid in self._seen:
+            raise DataError(f"{self.path}: id '{uid}' written twice")
+        self._write_member(f"{uid}.npz", blob)
+        self._seen.add(uid)
+        self.ids.append(uid)
+
+
+class RecordArchive(Mapping[str, dict[str, np.ndarray]]):
+    """Read an archive one utterance at a time: ``archive[uid]`` -> dict field -> array.
+
+    Args:
+        path: the archive.
+        fields: fields every record must have (``id`` is always checked).
+        kind: what the archive holds, for error messages.
+    """
+
+    def __init__(self, path: str | Path, fields: Sequence[str] = (), kind: str = "record archive") -> None:
+        self.path = Path(path)
+        self.kind = kind
+        self.fields = ("id", *[f for f in fields if f != "id"])
+        if not self.path.is_file():
+            raise DataError(f"{self.path}: {kind} not found")
+        try:
+            self._zip = zipfile.ZipFile(self.path)
+        except zipfile.BadZipFile as exc:
+            raise DataError(f"{self.path}: not a {kind} ({exc})") from exc
+        self._members: dict[str, zipfile.ZipInfo] = {}
+        for info in self._zip.infolist():
+            if not info.filename.endswith(".npz"):
+                raise DataError(f"{self.path}: unexpected member {info.filename!r}")
+            self._members[info.filename[: -len(".npz")]] = info
+
+    @property
+    def ids(self) -> list[str]:
+        """Utterance ids in the order written."""
+        return list(self._members)
+
+    def __len__(self) -> int:
+        return len(self._members)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._members)
+
+    def __contains__(self, uid: object) -> bool:
+        return uid in self._members
+
+    def raw(self, uid: str) -> bytes:
+        """The encoded member of ``uid`` (see :meth:`RecordArchiveWriter.add_raw`)."""
+        return self._zip.read(self._members[uid])
+
+    def __getitem__(self, uid: str) -> dict[str, np.ndarray]:
+        blob = self.raw(uid)  # KeyError for an unknown id
+        try:
+            with np.load(io.BytesIO(blob), allow_pickle=False) as z:
+                data = {name: z[name] for name in z.files}
+        except Exception as exc:
+            raise DataError(f"{self.path}: unreadable record '{uid}' ({exc})") from exc
+        missing = [f for f in self.fields if f not in data]
+        if missing or str(data["id"]) != uid:
+            raise DataError(f"{self.path}: record '{uid}' is inconsistent (missing fields {missing})")
+        return data
+
+    def close(self) -> None:
+        self._zip.close()
+
+    def __enter__(self) -> RecordArchive:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close()

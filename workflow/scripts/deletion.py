@@ -1,0 +1,36 @@
+"""Rule deletion: deletion curve (beam search re-decoding) and its AUC for one saliency store."""
+
+import pandas as pd
+import torch
+
+from caspes.decode import DecodingOptions
+from caspes.deletion import deletion_curve, deletion_orders
+from caspes.features import FeatureReader
+from caspes.runlog import setup_rule_logging
+from caspes.saliency import SaliencyStore
+from caspes.tokenizer import Tokenizer
+from caspes.train import load_model
+
+snakemake = snakemake  # type: ignore[name-defined]  # noqa: F821 - injected by Snakemake
+log = setup_rule_logging(snakemake.log[0])
+torch.set_num_threads(snakemake.threads)
+p = snakemake.params
+dec = {k: v for k, v in p.decoding.items() if k not in ("splits", "batch_frames", "comet_checkpoint")}
+model, _ = load_model(snakemake.input.checkpoint)
+reader = FeatureReader(snakemake.input.manifest)
+with SaliencyStore(snakemake.input.saliency) as store:
+    orders = deletion_orders(store, p.unit, {uid: reader[uid].shape[0] for uid in store.ids})
+hyps = pd.read_csv(snakemake.input.hyps, sep="\t", dtype=str, keep_default_na=False, quoting=3)
+rows = [r for r in hyps.to_dict("records") if r["id"] in orders]
+res = deletion_curve(
+    model, Tokenizer(snakemake.input.tokenizer), reader, rows, orders, p.unit, p.task,
+    DecodingOptions(**dec), p.settings["step_percent"], p.settings["batch_frames"], progress=True,
+)  # fmt: skip
+curve = pd.DataFrame({"percent": res.percents, "score": res.scores})
+curve.insert(0, "metric", res.metric)
+curve.insert(0, "unit", res.unit)
+curve["auc"] = round(res.auc, 4)
+curve["utterances"] = len(rows)
+curve.to_csv(snakemake.output.curve, sep="\t", index=False)
+pd.DataFrame(res.hypotheses).to_csv(snakemake.output.hyps, sep="\t", index=False)
+log.info("%s deletion AUC (%s) = %.2f over %d utterances", res.unit, res.metric, res.auc, len(rows))
