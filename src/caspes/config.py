@@ -88,6 +88,24 @@ def check_config(config: Mapping[str, Any]) -> None:
         unknown = [] if models == "all" else [m for m in models if m not in config.get("models", {})]
         if unknown:
             raise ConfigError(f"explain.splits.{split}: unknown model(s) {unknown}")
+    analysis = config.get("analysis", {})
+    model = analysis.get("ablation_model")
+    if model is not None and config.get("models"):
+        split = analysis.get("ablation_split", "dev")
+        chosen = explain.get("splits", {}).get(split)
+        if model not in config["models"]:
+            raise ConfigError(f"analysis.ablation_model: unknown model '{model}'")
+        if chosen is None or (chosen != "all" and model not in chosen):
+            raise ConfigError(
+                f"analysis.ablation_model: '{model}' must be explained on '{split}' "
+                f"(add it to explain.splits.{split}, or set analysis.ablation_model: null)"
+            )
+    main = analysis.get("split", "test")
+    if config.get("models") and main not in explain.get("splits", {}):
+        raise ConfigError(f"analysis.split: '{main}' is not explained (explain.splits {list(explain.get('splits', {}))})")
+    figure = analysis.get("figure_model")
+    if figure is not None and config.get("models") and figure not in config["models"]:
+        raise ConfigError(f"analysis.figure_model: unknown model '{figure}'")
     if "train" not in data["splits"] and config["tokenizers"]:
         raise ConfigError("data.splits: tokenizers are trained on the 'train' split, which is not listed")
 

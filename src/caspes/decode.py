@@ -440,9 +440,11 @@ def decode_split(
     batch_frames: int = 20000,
     progress: bool = True,
     comet_checkpoint: str | Path | None = None,
+    device: str = "cpu",
 ) -> dict:
     """Decode one split, store its hypotheses and their cross-attention, and score them.
 
+    ``device``: where the model runs (``"auto"``: CUDA when available).
     For ST, COMET is added when ``comet_checkpoint`` names a local checkpoint
     (:func:`caspes.metrics.comet`); otherwise the log says it was not computed.
 
@@ -458,10 +460,10 @@ def decode_split(
     from .features import FeatureReader
     from .metrics import quality_row
     from .tokenizer import Tokenizer
-    from .train import load_model
+    from .train import load_model, resolve_device
     from .xattn import write_cross_attention_store
 
-    model, _ = load_model(checkpoint_path)
+    model, _ = load_model(checkpoint_path, resolve_device(device))
     tokenizer = Tokenizer(tokenizer_path)
     reader = FeatureReader(manifest)
     start = time.perf_counter()

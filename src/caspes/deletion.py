@@ -49,6 +49,8 @@ __all__ = [
     "auc",
     "delete_units",
     "deletion_curve",
+    "DELETION_MAPS",
+    "deletion_map_spec",
     "deletion_orders",
     "encoder_keep",
     "map_ranking",
@@ -111,9 +113,57 @@ def map_ranking(saliency: np.ndarray, unit: str, frames: int) -> np.ndarray:
     raise ValueError(f"unit must be one of {UNITS}, got {unit!r}")
 
 
-def deletion_orders(store: Any, unit: str, frames: Mapping[str, int]) -> dict[str, np.ndarray]:
-    """:func:`map_ranking` of every utterance of a saliency store (``frames[uid]`` = T)."""
-    return {uid: map_ranking(store[uid].saliency, unit, frames[uid]) for uid in store.ids}
+#: Maps a deletion curve can be drawn for: name -> (source store, deletion unit).
+DELETION_MAPS: dict[str, tuple[str, str]] = {
+    "smx": ("saliency", "cell"),
+    "smx-max2d": ("saliency", "frame"),
+    "smx-avg2d": ("saliency", "frame"),
+    "smx-max1d_avg1d": ("saliency", "frame"),
+    "ca": ("xattn", "frame"),
+}
+
+
+def deletion_map_spec(name: str) -> tuple[str, str]:
+    """(source, unit) of a deletion map name: ``smx`` (cells), ``smx-<pooling>`` (frames of SM^X
+    pooled to T'), ``ca`` (frames of the all-layer, all-head cross-attention), ``smh-p<p>``
+    (encoder steps)."""
+    if name in DELETION_MAPS:
+        return DELETION_MAPS[name]
+    if name.startswith("smh-p"):
+        return "saliency", "encoder"
+    raise ValueError(f"unknown deletion map {name!r} (known: {sorted(DELETION_MAPS)} and smh-p<p>)")
+
+
+def deletion_orders(
+    name: str, store_path: str | Any, frames: Mapping[str, int], ids: Sequence[str] | None = None
+) -> dict[str, np.ndarray]:
+    """Ranking of every utterance of a store for the deletion map ``name``.
+
+    Args:
+        name: see :func:`deletion_map_spec`.
+        store_path: the saliency store (``smx*``, ``smh-p*``) or cross-attention store (``ca``).
+        frames: input frames ``T`` per utterance id.
+        ids: only these utterances (default: all of the store), e.g. the explained ones.
+    """
+    from .analysis import mean_attention, pool_saliency
+    from .saliency import SaliencyStore
+    from .xattn import CrossAttentionStore
+
+    source, unit = deletion_map_spec(name)
+    orders: dict[str, np.ndarray] = {}
+    if source == "xattn":
+        with CrossAttentionStore(store_path) as store:
+            for uid in store.ids if ids is None else ids:
+                att = store[uid].attention
+                pairs = [(layer, head) for layer in range(att.shape[0]) for head in range(att.shape[1])]
+                orders[uid] = map_ranking(mean_attention(att, pairs), unit, frames[uid])
+        return orders
+    pooling = name.split("-", 1)[1] if name.startswith("smx-") else None
+    with SaliencyStore(store_path) as store:
+        for uid in store.ids if ids is None else ids:
+            sal = store[uid].saliency
+            orders[uid] = map_ranking(pool_saliency(sal, pooling) if pooling else sal, unit, frames[uid])
+    return orders
 
 
 def deletion_steps(step_percent: float = 5.0, max_percent: float = 100.0) -> list[float]:

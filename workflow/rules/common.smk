@@ -32,6 +32,9 @@ wildcard_constraints:
     stage="|".join(STAGES),
     p_h=r"[0-9]*\.?[0-9]+",
     map=r"smx|smh-p[0-9]*\.?[0-9]+",
+    dmap=r"smx|smx-(max2d|avg2d|max1d_avg1d)|ca|smh-p[0-9]*\.?[0-9]+",
+    table="table[1-6]|discussion",
+    figure="fig[2-4]",
 
 
 def data_outputs():
@@ -86,7 +89,7 @@ def get_final_output():
     outputs = data_outputs() + train_outputs()
     if MODELS:
         outputs += ["results/quality.tsv"]
-    return outputs + explain_outputs()
+    return outputs + explain_outputs() + paper_outputs()
 
 
 def tokenizer_train_manifests(wildcards):
@@ -246,6 +249,17 @@ def get_segments(wildcards):
     return f"results/data/{CORPUS}/{wildcards.src}/{wildcards.split}.segments.zip"
 
 
+def get_deletion_maps(wildcards):
+    """The store a deletion map is read from: the cross-attention (ca) or a saliency store."""
+    run = f"results/{wildcards.model}/{wildcards.src}-{wildcards.tgt}/{wildcards.split}"
+    if wildcards.dmap == "ca":
+        return f"{run}/xattn.zip"
+    store = (
+        "smx" if wildcards.dmap.startswith("smx") else wildcards.dmap
+    )  # smx-<pooling> reads smx
+    return f"{run}/saliency/{store}.zip"
+
+
 def get_map_kind(wildcards):
     """'input' for smx, 'encoder' for smh-p<p>."""
     return "input" if wildcards.map == "smx" else "encoder"
@@ -267,3 +281,132 @@ def get_occlusion_settings(kind):
         }
 
     return get
+
+
+# --------------------------------------------------------------------------- analysis and paper
+ANALYSIS = config["analysis"]
+MAIN_SPLIT = ANALYSIS["split"]
+ABLATION = ANALYSIS["ablation_model"] if MODELS else None
+P_GRID = [f"{p:g}" for p in ANALYSIS["p_grid"]]
+TABLES = ["table1", "table2", "table3", "table4", "table5", "table6", "discussion"]
+FIGURES = ["fig2", "fig3", "fig4"]
+
+
+def run_dir(model, src, tgt, split):
+    return f"results/{model}/{src}-{tgt}/{split}"
+
+
+def main_runs(models=None):
+    """Run folders of the main split for the given models (default all), every direction."""
+    return [
+        run_dir(m, s, t, MAIN_SPLIT)
+        for m in (MODELS if models is None else models)
+        for s, t in model_directions(m)
+    ]
+
+
+def ablation_runs():
+    """The ablation model's first direction on the ablation split (the paper: base, en ASR, dev)."""
+    s, t = model_directions(ABLATION)[0]
+    return [run_dir(ABLATION, s, t, ANALYSIS["ablation_split"])]
+
+
+def table_names():
+    """Tables of this study: the ablation tables only when there is an ablation model."""
+    if not MODELS:
+        return []
+    skip = set() if ABLATION else {"table1", "table4", "table6", "discussion"}
+    if len(MODELS) < 2 and ABLATION:
+        skip.add("table2")
+    return [t for t in TABLES if t not in skip]
+
+
+def get_table_inputs(wildcards):
+    """Input files of one paper table (lists named as caspes.paper.build_table expects)."""
+    t = wildcards.table
+    others = [m for m in MODELS if m != ABLATION] or list(MODELS)
+    if t == "table1":
+        return {
+            "correlation": [f"{r}/correlation/smx.tsv" for r in main_runs([ABLATION])]
+        }
+    if t == "table2":
+        return {"correlation": [f"{r}/correlation/smx.tsv" for r in main_runs(others)]}
+    if t == "table3":
+        return {"correlation": [f"{r}/correlation/smh-p{P_H}.tsv" for r in main_runs()]}
+    if t == "table4":
+        return {
+            "correlation": [f"{r}/correlation/smx.tsv" for r in ablation_runs()],
+            "deletion": [
+                f"{r}/deletion/smx-{p}.tsv"
+                for r in ablation_runs()
+                for p in ("avg2d", "max1d_avg1d", "max2d")
+            ],
+        }
+    if t == "table5":
+        return {
+            "quality": [f"{r}/quality.tsv" for r in main_runs()],
+            "deletion": [
+                f"{r}/deletion/{m}.tsv" for r in main_runs() for m in explained_maps()
+            ],
+            "sizes": [
+                f"{r}/size/{m}.tsv" for r in main_runs() for m in explained_maps()
+            ],
+        }
+    if t == "table6":
+        return {
+            "correlation": [
+                f"{r}/correlation/smh-p{p}.tsv" for r in ablation_runs() for p in P_GRID
+            ],
+            "deletion": [
+                f"{r}/deletion/smh-p{p}.tsv" for r in ablation_runs() for p in P_GRID
+            ],
+        }
+    if t == "discussion":
+        return {
+            "deletion": [
+                f"{r}/deletion/{m}.tsv"
+                for r in main_runs([ABLATION])
+                for m in ("ca", "smx-max2d", "smx")
+            ]
+        }
+    raise ValueError(f"unknown table {t}")
+
+
+def figure_model():
+    if ANALYSIS["figure_model"]:
+        return ANALYSIS["figure_model"]
+    multi = [m for m in MODELS if "st" in MODELS[m]["tasks"]]
+    return multi[-1] if multi else list(MODELS)[-1]
+
+
+def get_figure_inputs(wildcards):
+    """Stores shown by one figure: the ablation model's first direction (fig2, fig3) on the ablation
+    split, or the figure model's directions on the main split (fig4)."""
+    if wildcards.figure in ("fig2", "fig3"):
+        model = ABLATION or list(MODELS)[0]
+        split = ANALYSIS["ablation_split"] if ABLATION else MAIN_SPLIT
+        run = run_dir(model, *model_directions(model)[0], split)
+        return {
+            "xattn": [f"{run}/xattn.zip"],
+            "smx": [f"{run}/saliency/smx.zip"],
+            "smh": [f"{run}/saliency/smh-p{P_H}.zip"],
+        }
+    runs = main_runs([figure_model()])
+    return {
+        "xattn": [f"{r}/xattn.zip" for r in runs],
+        "smx": [],
+        "smh": [f"{r}/saliency/smh-p{P_H}.zip" for r in runs],
+    }
+
+
+def paper_outputs():
+    """Every table (csv, md, tex), figure (png, pdf) and the claims check."""
+    if not MODELS:
+        return []
+    files = [
+        f"results/paper/{t}.{ext}"
+        for t in table_names()
+        for ext in ("csv", "md", "tex")
+    ]
+    files += [f"results/paper/{f}.{ext}" for f in FIGURES for ext in ("png", "pdf")]
+    return files + ["results/paper/claims.md"]

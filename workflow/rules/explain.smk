@@ -112,14 +112,14 @@ rule deletion:
         tokenizer=get_model_tokenizer,
         manifest=get_decode_manifest,
         hyps="results/{model}/{src}-{tgt}/{split}/hyps.tsv",
-        saliency="results/{model}/{src}-{tgt}/{split}/saliency/{map}.zip",
+        maps=get_deletion_maps,
     output:
-        curve="results/{model}/{src}-{tgt}/{split}/deletion/{map}.tsv",
-        hyps="results/{model}/{src}-{tgt}/{split}/deletion/{map}.hyps.tsv",
+        curve="results/{model}/{src}-{tgt}/{split}/deletion/{dmap}.tsv",
+        hyps="results/{model}/{src}-{tgt}/{split}/deletion/{dmap}.hyps.tsv",
     log:
-        "logs/deletion/{model}/{src}-{tgt}/{split}/{map}.log",
+        "logs/deletion/{model}/{src}-{tgt}/{split}/{dmap}.log",
     benchmark:
-        "benchmarks/deletion/{model}/{src}-{tgt}/{split}/{map}.tsv"
+        "benchmarks/deletion/{model}/{src}-{tgt}/{split}/{dmap}.tsv"
     conda:
         "../../envs/caspes.yaml"
     threads: 1
@@ -129,9 +129,10 @@ rule deletion:
         runtime=240,
     params:
         task=get_task,
-        unit=lambda wc: "cell" if wc.map == "smx" else "encoder",
         decoding=config["decoding"],
         settings=EXPLAIN["deletion"],
+        device=EXPLAIN["device"],
+        max_utterances=EXPLAIN["max_utterances"],
     script:
         "../scripts/deletion.py"
 

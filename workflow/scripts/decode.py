@@ -13,6 +13,7 @@ opts = dict(snakemake.params.options)
 batch_frames = opts.pop("batch_frames")
 opts.pop("splits")  # which splits are decoded is the workflow's business
 comet_checkpoint = opts.pop("comet_checkpoint")
+device = opts.pop("device")
 
 quality = decode_split(
     snakemake.input.checkpoint,
@@ -24,6 +25,7 @@ quality = decode_split(
     snakemake.output.xattn,
     batch_frames=batch_frames,
     comet_checkpoint=comet_checkpoint,
+    device=device,
 )
 row = {"model": snakemake.wildcards.model, "split": snakemake.wildcards.split, **quality}
 pd.DataFrame([row]).to_csv(snakemake.output.quality, sep="\t", index=False)

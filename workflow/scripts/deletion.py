@@ -1,29 +1,32 @@
-"""Rule deletion: deletion curve (beam search re-decoding) and its AUC for one saliency store."""
+"""Rule deletion: deletion curve (beam search re-decoding) and its AUC for one explanation map."""
 
 import pandas as pd
 import torch
 
 from caspes.decode import DecodingOptions
-from caspes.deletion import deletion_curve, deletion_orders
+from caspes.deletion import deletion_curve, deletion_map_spec, deletion_orders
 from caspes.features import FeatureReader
 from caspes.runlog import setup_rule_logging
-from caspes.saliency import SaliencyStore
+from caspes.saliency import select_ids
 from caspes.tokenizer import Tokenizer
-from caspes.train import load_model
+from caspes.train import load_model, resolve_device
 
 snakemake = snakemake  # type: ignore[name-defined]  # noqa: F821 - injected by Snakemake
 log = setup_rule_logging(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
 p = snakemake.params
-dec = {k: v for k, v in p.decoding.items() if k not in ("splits", "batch_frames", "comet_checkpoint")}
-model, _ = load_model(snakemake.input.checkpoint)
+dec = {
+    k: v for k, v in p.decoding.items() if k not in ("splits", "batch_frames", "comet_checkpoint", "device")
+}
+model, _ = load_model(snakemake.input.checkpoint, resolve_device(p.device))
 reader = FeatureReader(snakemake.input.manifest)
-with SaliencyStore(snakemake.input.saliency) as store:
-    orders = deletion_orders(store, p.unit, {uid: reader[uid].shape[0] for uid in store.ids})
+frames = {r["id"]: int(r["n_frames"]) for r in reader.rows}
 hyps = pd.read_csv(snakemake.input.hyps, sep="\t", dtype=str, keep_default_na=False, quoting=3)
+ids = select_ids(list(hyps["id"]), p.max_utterances)  # the explained utterances, in manifest order
+orders = deletion_orders(snakemake.wildcards.dmap, snakemake.input.maps, frames, ids)
 rows = [r for r in hyps.to_dict("records") if r["id"] in orders]
 res = deletion_curve(
-    model, Tokenizer(snakemake.input.tokenizer), reader, rows, orders, p.unit, p.task,
+    model, Tokenizer(snakemake.input.tokenizer), reader, rows, orders, deletion_map_spec(snakemake.wildcards.dmap)[1], p.task,
     DecodingOptions(**dec), p.settings["step_percent"], p.settings["batch_frames"], progress=True,
 )  # fmt: skip
 curve = pd.DataFrame({"percent": res.percents, "score": res.scores})

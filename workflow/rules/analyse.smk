@@ -1,0 +1,24 @@
+# Stage 5: cross-attention against saliency, per model, direction, split and saliency map.
+
+
+rule correlate:
+    input:
+        xattn="results/{model}/{src}-{tgt}/{split}/xattn.zip",
+        saliency="results/{model}/{src}-{tgt}/{split}/saliency/{map}.zip",
+    output:
+        "results/{model}/{src}-{tgt}/{split}/correlation/{map}.tsv",
+    log:
+        "logs/correlate/{model}/{src}-{tgt}/{split}/{map}.log",
+    benchmark:
+        "benchmarks/correlate/{model}/{src}-{tgt}/{split}/{map}.tsv"
+    conda:
+        "../../envs/caspes.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    params:
+        ca_norm=ANALYSIS["ca_norm"],
+        sm_norm=ANALYSIS["sm_norm"],
+    script:
+        "../scripts/correlate.py"
