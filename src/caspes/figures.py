@@ -276,3 +276,41 @@ def plot_grid(
     x, a colourbar per cell.  A map whose shape is not ``(len(tokens), T')`` raises
     :class:`ValueError` naming its subtitle.  Returns the PNG and PDF paths."""
     return save_figure(_grid_figure(cells, title, frame_seconds), out_prefix)
+
+
+def _bars_figure(
+    groups: dict[str, dict[str, tuple[float, float, float]]], ylabel: str, title: str = ""
+) -> Figure:
+    labels = list(dict.fromkeys(k for bars in groups.values() for k in bars))
+    fig = Figure(figsize=(max(6.0, 1.2 + 0.45 * len(labels) * len(groups)), 3.6))
+    ax = fig.add_subplot(1, 1, 1)
+    width = 0.8 / max(len(labels), 1)
+    cmap = matplotlib.colormaps["viridis"]
+    for k, label in enumerate(labels):
+        xs, ys, errs = [], [], [[], []]
+        for g, bars in enumerate(groups.values()):
+            if label not in bars:
+                continue
+            value, low, high = bars[label]
+            xs.append(g + (k - (len(labels) - 1) / 2) * width)
+            ys.append(value)
+            errs[0].append(max(value - low, 0.0) if math.isfinite(low) else 0.0)
+            errs[1].append(max(high - value, 0.0) if math.isfinite(high) else 0.0)
+        ax.bar(xs, ys, width, yerr=errs, capsize=2, label=label, color=cmap(k / max(len(labels) - 1, 1)))
+    ax.set_xticks(range(len(groups)), list(groups))
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=7, ncol=min(len(labels), 4))
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_bars(
+    groups: dict[str, dict[str, tuple[float, float, float]]], ylabel: str, out_prefix: str | Path, title: str = ""
+) -> list[Path]:
+    """Grouped bar chart with error bars: ``groups[group][bar] = (value, low, high)`` (NaN bounds:
+    no error bar), e.g. the mean word-start error of each map per model and language."""
+    if not groups:
+        raise ValueError("plot_bars needs at least one group")
+    return save_figure(_bars_figure(groups, ylabel, title), out_prefix)

@@ -22,3 +22,29 @@ rule correlate:
         sm_norm=ANALYSIS["sm_norm"],
     script:
         "../scripts/correlate.py"
+
+
+rule timestamps:
+    input:
+        xattn="results/{model}/{src}-{tgt}/{split}/xattn.zip",
+        manifest=get_decode_manifest,
+        smx="results/{model}/{src}-{tgt}/{split}/saliency/smx.zip",
+        smh=f"results/{{model}}/{{src}}-{{tgt}}/{{split}}/saliency/smh-p{P_H}.zip",
+    output:
+        "results/{model}/{src}-{tgt}/{split}/timestamps.tsv",
+    log:
+        "logs/timestamps/{model}/{src}-{tgt}/{split}.log",
+    benchmark:
+        "benchmarks/timestamps/{model}/{src}-{tgt}/{split}.tsv"
+    conda:
+        "../../envs/caspes.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    params:
+        pooling=ANALYSIS["pooling"],
+        ca_norm=ANALYSIS["ca_norm"],
+        sm_norm=ANALYSIS["sm_norm"],
+    script:
+        "../scripts/timestamps.py"

@@ -33,8 +33,8 @@ wildcard_constraints:
     p_h=r"[0-9]*\.?[0-9]+",
     map=r"smx|smh-p[0-9]*\.?[0-9]+",
     dmap=r"smx|smx-(max2d|avg2d|max1d_avg1d)|ca|smh-p[0-9]*\.?[0-9]+",
-    table="table[1-6]|discussion",
-    figure="fig[2-4]",
+    table="table[1-6]|discussion|timestamps",
+    figure="fig[2-4]|timestamps",
 
 
 def data_outputs():
@@ -318,7 +318,21 @@ def table_names():
     skip = set() if ABLATION else {"table1", "table4", "table6", "discussion"}
     if len(MODELS) < 2 and ABLATION:
         skip.add("table2")
-    return [t for t in TABLES if t not in skip]
+    return [t for t in TABLES if t not in skip] + (
+        ["timestamps"] if timestamp_runs() else []
+    )
+
+
+def timestamp_runs():
+    """ASR runs of the main split, when the corpus has ground-truth word times (the embedded one)."""
+    if not MODELS or DATA["source"] != "synthetic":
+        return []
+    return [
+        run_dir(m, s, t, MAIN_SPLIT)
+        for m in MODELS
+        for s, t in model_directions(m)
+        if s == t
+    ]
 
 
 def get_table_inputs(wildcards):
@@ -361,6 +375,8 @@ def get_table_inputs(wildcards):
                 f"{r}/deletion/smh-p{p}.tsv" for r in ablation_runs() for p in P_GRID
             ],
         }
+    if t == "timestamps":
+        return {"timestamps": [f"{r}/timestamps.tsv" for r in timestamp_runs()]}
     if t == "discussion":
         return {
             "deletion": [
@@ -382,6 +398,8 @@ def figure_model():
 def get_figure_inputs(wildcards):
     """Stores shown by one figure: the ablation model's first direction (fig2, fig3) on the ablation
     split, or the figure model's directions on the main split (fig4)."""
+    if wildcards.figure == "timestamps":
+        return {"timestamps": [f"{r}/timestamps.tsv" for r in timestamp_runs()]}
     if wildcards.figure in ("fig2", "fig3"):
         model = ABLATION or list(MODELS)[0]
         split = ANALYSIS["ablation_split"] if ABLATION else MAIN_SPLIT
@@ -399,6 +417,13 @@ def get_figure_inputs(wildcards):
     }
 
 
+def claims_correlations():
+    """Per-utterance correlations the paired tests of the claims check need (main split)."""
+    if not MODELS:
+        return []
+    return [f"{r}/correlation/{m}.tsv" for r in main_runs() for m in explained_maps()]
+
+
 def paper_outputs():
     """Every table (csv, md, tex), figure (png, pdf) and the claims check."""
     if not MODELS:
@@ -408,5 +433,6 @@ def paper_outputs():
         for t in table_names()
         for ext in ("csv", "md", "tex")
     ]
-    files += [f"results/paper/{f}.{ext}" for f in FIGURES for ext in ("png", "pdf")]
-    return files + ["results/paper/claims.md"]
+    figures = FIGURES + (["timestamps"] if timestamp_runs() else [])
+    files += [f"results/paper/{f}.{ext}" for f in figures for ext in ("png", "pdf")]
+    return files + ["results/paper/claims.md", "results/paper/paired_tests.csv"]

@@ -20,6 +20,7 @@ rule paper_table:
         "../../envs/caspes.yaml"
     params:
         pooling=ANALYSIS["pooling"],
+        bootstrap={**ANALYSIS["bootstrap"], "seed": config["seed"]},
     script:
         "../scripts/paper_table.py"
 
@@ -42,19 +43,22 @@ rule paper_figure:
     params:
         utterance=ANALYSIS["figure_utterance"],
         pooling=ANALYSIS["pooling"],
+        bootstrap={**ANALYSIS["bootstrap"], "seed": config["seed"]},
     script:
         "../scripts/paper_figure.py"
 
 
 rule claims_check:
     input:
-        [f"results/paper/{t}.csv" for t in table_names()],
+        tables=[f"results/paper/{t}.csv" for t in table_names()],
+        correlations=claims_correlations(),
     output:
-        report(
+        claims=report(
             "results/paper/claims.md",
             caption="../report/claims.rst",
             category="Claims",
         ),
+        tests="results/paper/paired_tests.csv",
     log:
         "logs/claims_check/claims.log",
     localrule: True
@@ -62,5 +66,7 @@ rule claims_check:
         "../../envs/caspes.yaml"
     params:
         p_h=float(P_H),
+        pooling=ANALYSIS["pooling"],
+        bootstrap={**ANALYSIS["bootstrap"], "seed": config["seed"]},
     script:
         "../scripts/claims_check.py"

@@ -3,15 +3,18 @@ log frequency) or Figure 4 (ASR/ST pairs per source language)."""
 
 from pathlib import Path
 
-from caspes.figures import plot_grid, plot_maps, plot_token_spectrograms
-from caspes.paper import figure_maps, run_of
+from caspes.figures import plot_bars, plot_grid, plot_maps, plot_token_spectrograms
+from caspes.paper import figure_maps, run_of, timestamp_bars
 from caspes.runlog import setup_rule_logging
 
 snakemake = snakemake  # type: ignore[name-defined]  # noqa: F821 - injected by Snakemake
 log = setup_rule_logging(snakemake.log[0])
 fig, inp, p = snakemake.wildcards.figure, snakemake.input, snakemake.params
 prefix = Path(snakemake.output.png).with_suffix("")
-if fig in ("fig2", "fig3"):
+if fig == "timestamps":
+    groups = timestamp_bars(inp.timestamps, p.bootstrap)
+    plot_bars(groups, "mean |word start error| (ms), DTW", prefix, title="Word timestamps from each map")
+elif fig in ("fig2", "fig3"):
     run = run_of(Path(inp.xattn[0]).parent / "x" / "x.tsv")
     m = figure_maps(inp.xattn[0], inp.smh[0], p.utterance, inp.smx[0], p.pooling)
     title = f"{run.model} {run.direction} {run.split}: {m['id']}"

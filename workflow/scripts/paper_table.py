@@ -2,13 +2,14 @@
 
 from pathlib import Path
 
-from caspes.paper import build_table
+from caspes.paper import Bootstrap, build_table
 from caspes.runlog import setup_rule_logging
 from caspes.tables import to_markdown, write_table
 
 snakemake = snakemake  # type: ignore[name-defined]  # noqa: F821 - injected by Snakemake
 log = setup_rule_logging(snakemake.log[0])
 inputs = {name: list(files) for name, files in snakemake.input.items()}
-table = build_table(snakemake.wildcards.table, inputs, pooling=snakemake.params.pooling)
+boot = Bootstrap(**snakemake.params.bootstrap)
+table = build_table(snakemake.wildcards.table, inputs, pooling=snakemake.params.pooling, boot=boot)
 write_table(table, Path(snakemake.output.csv).with_suffix(""))
 log.info("\n%s", to_markdown(table))
