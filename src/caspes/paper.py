@@ -598,6 +598,31 @@ def claims_check(
                 f"{_fmt(ca, 1)}, {_fmt(pooled, 1)}, {_fmt(full, 1)}",
                 bool(ca < pooled < full),
             ))  # fmt: skip
+    ts = _csv(paths, "timestamps")
+    if ts is not None and not ts.empty:
+        dtw = ts[ts["method"] == "dtw"]
+        col = "start error (ms)"
+        parts, verdicts = [], []
+        for (model, lang), g in dtw.groupby(["model", "lang"], sort=False):
+            errors = dict(zip(g["map"], pd.to_numeric(g[col], errors="coerce")))
+            layers = {k: v for k, v in errors.items() if str(k).startswith("CA l") and not pd.isna(v)}
+            if not layers or pd.isna(errors.get("CA all", math.nan)):
+                continue
+            best_layer = min(layers, key=layers.get)
+            verdicts.append(errors["CA all"] <= layers[best_layer])
+            parts.append(f"{model} {lang}: CA all {errors['CA all']:.0f} ms vs best layer ({best_layer}) "
+                         f"{layers[best_layer]:.0f} ms")  # fmt: skip
+        best = ts.loc[pd.to_numeric(ts[col], errors="coerce").idxmin()] if ts[col].notna().any() else None
+        if parts:
+            claims.append(Claim(
+                "Averaging cross-attention over layers and heads could improve timestamp estimation (Discussion; "
+                "tested here against ground-truth word times, DTW word-start error).",
+                "suggested, not measured (no ground truth)",
+                "; ".join(parts)
+                + (f". Lowest start error of all: {best['map']} with {best['method']} ({best[col]:.0f} ms, "
+                   f"{best['model']} {best['lang']})" if best is not None else ""),
+                all(verdicts),
+            ))  # fmt: skip
     return claims
 
 

@@ -147,3 +147,17 @@ def test_table5_reads_quality_and_scores(tmp_path: Path) -> None:
     assert row[:3] == ["small", "en-it", "ST"] and float(row[4]) == 31.5 and row[3] == "" and row[6] == ""
     assert [float(x) for x in row[7:]] == [12.5, 30.0, 20.0, 40.0]
     assert math.isclose(table.rows[0][5].value, 55.0)
+
+
+def test_timestamp_claim(tmp_path: Path) -> None:
+    rows = [
+        ("base", "en", "CA l1", "dtw", 150.0), ("base", "en", "CA l2", "dtw", 120.0),
+        ("base", "en", "CA all", "dtw", 110.0), ("base", "en", "SM^H", "argmax", 40.0),
+    ]  # fmt: skip
+    df = pd.DataFrame(rows, columns=["model", "lang", "map", "method", "start error (ms)"])
+    df.to_csv(tmp_path / "timestamps.csv", index=False)
+    (claim,) = claims_check({"timestamps": tmp_path / "timestamps.csv"})
+    assert claim.holds and "best layer (CA l2) 120 ms" in claim.ours and "SM^H with argmax (40 ms" in claim.ours
+    df.loc[2, "start error (ms)"] = 130.0
+    df.to_csv(tmp_path / "timestamps.csv", index=False)
+    assert claims_check({"timestamps": tmp_path / "timestamps.csv"})[0].holds is False
