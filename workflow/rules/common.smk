@@ -1,5 +1,6 @@
 # Config validation, wildcard constraints and input functions. No rules here.
 
+import os
 import sys
 from pathlib import Path
 
@@ -7,7 +8,12 @@ from snakemake.utils import validate
 
 validate(config, "../schemas/config.schema.yaml")
 
-sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+SRC = str(Path(workflow.basedir) / "src")
+sys.path.insert(0, SRC)
+# Jobs (local, cluster, or in the conda env of --sdm conda) import the package from this checkout.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [SRC] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+)
 from caspes.config import check_config  # noqa: E402
 
 check_config(config)
