@@ -249,3 +249,25 @@ def test_one_table_builds_only_what_it_needs(tmp_path):
     assert "explain_encoder" in dry.stdout and "paper_table" in dry.stdout
     assert "explain_input" not in dry.stdout and "segment_spectrograms" not in dry.stdout
     assert "paper_figure" not in dry.stdout
+
+
+GPU_RULES = {"train_model", "evaluate_greedy", "decode", "explain_input", "explain_encoder", "deletion"}
+
+
+@pytest.mark.parametrize("config", ["config.yaml", "configs/europarl.yaml"])
+def test_slurm_profile_requests_gpus_only_for_gpu_rules(tmp_path, config):
+    cmd = ["snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path), "-n", "--profile",
+           str(ROOT / "profiles" / "slurm")]  # fmt: skip
+    cmd += ["--configfile", str(ROOT / config)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    seen: dict[str, set[bool]] = {}
+    rule = None
+    for line in proc.stdout.splitlines():
+        if line.startswith(("rule ", "localrule ")):
+            rule = line.split()[1].rstrip(":")
+        elif line.strip().startswith("resources:") and rule:
+            seen.setdefault(rule, set()).add("gpu=1" in line)
+    assert GPU_RULES <= set(seen), sorted(GPU_RULES - set(seen))
+    for name, flags in seen.items():
+        assert flags == {name in GPU_RULES}, (name, flags)
