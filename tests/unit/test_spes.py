@@ -573,3 +573,25 @@ def test_model_mode_is_restored() -> None:
     model.eval()
     explain_input(model, _features(), DEC, _levels(), OcclusionOptions(n_masks=3, batch_size=3))
     assert not model.training
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_engine_batch_invariant_and_bf16_close() -> None:
+    """On CUDA: the automatic (memory-sized) batch gives the maps of one mask per pass, and bf16
+    autocast gives maps that correlate strongly with fp32 ones (same masks)."""
+    torch.manual_seed(0)
+    model = tiny_model(0, vocab=40, n_mels=80, d_model=64, ffn=128, conv_channels=64).float().cuda()
+    x = torch.randn(120, 80).numpy()
+    levels, _ = segment_levels(x, SegmentationOptions(base_segments=(200, 300)))
+    dec = [2, 4, 7, 9, 11]
+    auto = explain_input(model, x, dec, levels, OcclusionOptions(n_masks=200, seed=3), "u")
+    one = explain_input(model, x, dec, levels, OcclusionOptions(n_masks=200, seed=3, batch_size=1), "u")
+    np.testing.assert_array_equal(auto.counts, one.counts)
+    np.testing.assert_allclose(auto.saliency, one.saliency, rtol=1e-3, atol=1e-6)
+    bf16 = explain_input(model, x, dec, levels, OcclusionOptions(n_masks=200, seed=3, autocast_bf16=True), "u")
+    r = np.corrcoef(bf16.saliency.reshape(-1), auto.saliency.reshape(-1))[0, 1]
+    assert r > 0.95
+    h32 = explain_encoder(model, x, dec, OcclusionOptions(n_masks=300, p=0.7, seed=3), "u")
+    h16 = explain_encoder(model, x, dec, OcclusionOptions(n_masks=300, p=0.7, seed=3, autocast_bf16=True), "u")
+    assert np.corrcoef(h32.saliency.reshape(-1), h16.saliency.reshape(-1))[0, 1] > 0.95
