@@ -244,7 +244,7 @@ def test_paper_outputs_and_report(data_run):
 
 def test_one_table_builds_only_what_it_needs(tmp_path):
     """Table 3 (CA vs SM^H) needs no input saliency: a dry-run from nothing schedules no SM^X job."""
-    dry = _snakemake(tmp_path, "-n", "--quiet", "rules", "results/paper/table3.md")
+    dry = _snakemake(tmp_path, "results/paper/table3.md", "-n", "--quiet", "rules")
     assert dry.returncode == 0, dry.stderr[-4000:]
     assert "explain_encoder" in dry.stdout and "paper_table" in dry.stdout
     assert "explain_input" not in dry.stdout and "segment_spectrograms" not in dry.stdout
