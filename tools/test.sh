@@ -27,3 +27,14 @@ for cfg in config.yaml configs/ci.yaml configs/europarl.yaml; do
   snakemake -n --quiet --nolock --configfile "$cfg" > /dev/null
   echo "dry-run ok: $cfg"
 done
+
+# The configs/ci.yaml study through a real single-node SLURM (about 25 minutes; needs root for
+# apt-get and the daemons). SLURM=0 skips it.
+if [ "${SLURM:-1}" = "0" ]; then
+  echo "== SLURM check skipped (SLURM=0)"
+elif [ "$(id -u)" != "0" ]; then
+  echo "== SLURM check skipped: it needs root (run: sudo bash tests/slurm/run_slurm_ci.sh)"
+else
+  echo "== SLURM check (tests/slurm/run_slurm_ci.sh)"
+  bash tests/slurm/run_slurm_ci.sh
+fi
