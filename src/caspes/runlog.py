@@ -6,7 +6,7 @@ import logging
 import sys
 from pathlib import Path
 
-__all__ = ["setup_rule_logging"]
+__all__ = ["export_source_path", "setup_rule_logging"]
 
 
 def setup_rule_logging(log_path: str | Path | None, level: int = logging.INFO) -> logging.Logger:
@@ -31,3 +31,12 @@ def setup_rule_logging(log_path: str | Path | None, level: int = logging.INFO) -
     )
     logging.captureWarnings(True)
     return logging.getLogger("caspes")
+
+
+def export_source_path(src: str | Path) -> None:
+    """Prepend the checkout's ``src`` to ``PYTHONPATH`` of this process, so that every job it starts
+    (local, on a cluster, or inside the conda environment of ``--sdm conda``) imports this package."""
+    import os
+
+    parts = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != str(src)]
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(src), *parts])

@@ -40,3 +40,14 @@ def test_every_rule_uses_an_existing_env() -> None:
     for smk in (ROOT / "workflow" / "rules").glob("*.smk"):
         for rel in re.findall(r'conda:\s*\n\s*"([^"]+)"', smk.read_text()):
             assert (smk.parent / rel).resolve().is_file(), f"{smk.name}: {rel}"
+
+
+def test_export_source_path_prepends_once(monkeypatch) -> None:
+    import os
+
+    from caspes.runlog import export_source_path
+
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(["/a", "/src"]))
+    export_source_path("/src")
+    export_source_path("/src")
+    assert os.environ["PYTHONPATH"] == os.pathsep.join(["/src", "/a"])

@@ -1,6 +1,5 @@
 # Config validation, wildcard constraints and input functions. No rules here.
 
-import os
 import sys
 from pathlib import Path
 
@@ -10,11 +9,11 @@ validate(config, "../schemas/config.schema.yaml")
 
 SRC = str(Path(workflow.basedir) / "src")
 sys.path.insert(0, SRC)
-# Jobs (local, cluster, or in the conda env of --sdm conda) import the package from this checkout.
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    [SRC] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-)
 from caspes.config import check_config  # noqa: E402
+from caspes.runlog import export_source_path  # noqa: E402
+
+# Jobs (local, cluster, or in the conda env of --sdm conda) import the package from this checkout.
+export_source_path(SRC)
 
 check_config(config)
 
