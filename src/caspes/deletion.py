@@ -145,7 +145,7 @@ def deletion_orders(
         frames: input frames ``T`` per utterance id.
         ids: only these utterances (default: all of the store), e.g. the explained ones.
     """
-    from .analysis import mean_attention, pool_saliency
+    from .analysis import Selection, mean_attention, pool_saliency
     from .saliency import SaliencyStore
     from .xattn import CrossAttentionStore
 
@@ -155,8 +155,8 @@ def deletion_orders(
         with CrossAttentionStore(store_path) as store:
             for uid in store.ids if ids is None else ids:
                 att = store[uid].attention
-                pairs = [(layer, head) for layer in range(att.shape[0]) for head in range(att.shape[1])]
-                orders[uid] = map_ranking(mean_attention(att, pairs), unit, frames[uid])
+                everything = Selection("avg", "avg").pairs(*att.shape[:2])
+                orders[uid] = map_ranking(mean_attention(att, everything), unit, frames[uid])
         return orders
     pooling = name.split("-", 1)[1] if name.startswith("smx-") else None
     with SaliencyStore(store_path) as store:

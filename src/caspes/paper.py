@@ -432,8 +432,7 @@ def _best(df: pd.DataFrame, column: str, label: str) -> list:
     return df.loc[values == values.max(), label].tolist()
 
 
-def _per_utterance(path: str | Path, pooling: str, layer: str, head: str) -> pd.Series:
-    df = _read_corr(path)
+def _per_utterance(df: pd.DataFrame, pooling: str, layer: str, head: str) -> pd.Series:
     sel = df[(df["pooling"] == pooling) & (df["layer"] == layer) & (df["head"] == head)]
     return sel.set_index("utterance")["r"].astype(float)
 
@@ -450,10 +449,10 @@ def paired_tests(
     """
     from .bootstrap import paired_bootstrap_pvalue
 
-    by_run: dict[str, dict[str, str | Path]] = {}
-    for path in correlations:
+    by_run: dict[str, dict[str, pd.DataFrame]] = {}
+    for path in correlations:  # each file read once
         run = run_of(path)
-        by_run.setdefault(f"{run.model} {run.direction} {run.split}", {})[run.name] = path
+        by_run.setdefault(f"{run.model} {run.direction} {run.split}", {})[run.name] = _read_corr(path)
     rows: list[dict[str, object]] = []
     for label, maps in by_run.items():
         smh = [m for m in maps if m.startswith("smh-p")]
@@ -463,15 +462,14 @@ def paired_tests(
             diff, p = paired_bootstrap_pvalue(a.to_numpy(), b.to_numpy(), boot.resamples, boot.seed)
             rows.append({"run": label, "map": f"{smh[0]} vs smx", "comparison": "SM^H vs SM^X", "difference": diff,
                          "p": p})  # fmt: skip
-        for name, path in maps.items():
+        for name, corr in maps.items():
             pool = pooling if name == "smx" else "none"
-            df = _read_corr(path)
-            df = df[(df["pooling"] == pool) & (df["head"] == "avg") & (df["layer"] != "avg")]
-            if df.empty:
+            layers = corr[(corr["pooling"] == pool) & (corr["head"] == "avg") & (corr["layer"] != "avg")]
+            if layers.empty:
                 continue
-            best = str(df.groupby("layer")["r"].mean().idxmax())
-            a = _per_utterance(path, pool, "avg", "avg")
-            b = _per_utterance(path, pool, best, "avg").reindex(a.index)
+            best = str(layers.groupby("layer")["r"].mean().idxmax())
+            a = _per_utterance(corr, pool, "avg", "avg")
+            b = _per_utterance(corr, pool, best, "avg").reindex(a.index)
             diff, p = paired_bootstrap_pvalue(a.to_numpy(), b.to_numpy(), boot.resamples, boot.seed)
             rows.append({"run": label, "map": name, "comparison": f"l-AVG vs best layer (l{best})",
                          "difference": diff, "p": p})  # fmt: skip
@@ -658,7 +656,7 @@ def figure_maps(
 ) -> dict:
     """The maps one figure shows for the ``index``-th explained utterance, content rows only, each
     normalised as it is correlated: CA (all layers and heads), SM^H, and SM^X (full, and pooled)."""
-    from .analysis import content_rows, mean_attention, normalise, pool_saliency
+    from .analysis import Selection, content_rows, mean_attention, normalise, pool_saliency
     from .saliency import SaliencyStore
     from .spes import normalize_per_token
     from .xattn import CrossAttentionStore
@@ -670,7 +668,7 @@ def figure_maps(
         ca_rec, smh = xattn[uid], smh_store[uid]
     keep = content_rows(ca_rec.roles)
     att = ca_rec.attention
-    pairs = [(layer, head) for layer in range(att.shape[0]) for head in range(att.shape[1])]
+    pairs = Selection("avg", "avg").pairs(*att.shape[:2])
     out = {
         "id": uid,
         "tokens": [p for p, k in zip(ca_rec.pieces, keep) if k],

@@ -158,15 +158,6 @@ def shard_ids(ids: Sequence[str], index: int, count: int) -> list[str]:
 
 
 # --------------------------------------------------------------------------- workflow steps
-@contextlib.contextmanager
-def reader_closing(archive: RecordArchive | None):
-    """Close an optional archive at the end of the block."""
-    try:
-        yield archive
-    finally:
-        if archive is not None:
-            archive.close()
-
 def explain_shard(
     kind: str,
     checkpoint: str | Path,
@@ -223,7 +214,7 @@ def explain_shard(
     start = time.perf_counter()
     masks = 0
     batch = 0
-    with xattn, reader_closing(segments), SaliencyStoreWriter(out_path) as writer:
+    with xattn, segments or contextlib.nullcontext(), SaliencyStoreWriter(out_path) as writer:
         for uid in tqdm(mine, desc=f"SM^{'X' if kind == 'input' else 'H'}", disable=not progress, mininterval=5):
             if uid not in reader:
                 raise DataError(f"{manifest}: utterance '{uid}' of {xattn_path} is not in the manifest")

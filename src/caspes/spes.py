@@ -172,14 +172,10 @@ def _autocast(device: torch.device, enabled: bool):
 
 
 def _decoder_tensor(decoder_input: Sequence[int], dims: Any, device: torch.device) -> Tensor:
-    ids = [int(t) for t in decoder_input]
-    if not ids or ids[0] != dims.eos_id:
-        raise ValueError(f"decoder input must start with EOS ({dims.eos_id}), got {ids[:3]}")
-    if len(ids) > dims.max_target_positions:
-        raise ValueError(f"decoder input of {len(ids)} exceeds max_target_positions={dims.max_target_positions}")
-    if any(not 0 <= t < dims.vocab_size or t == dims.pad_id for t in ids):
-        raise ValueError(f"decoder input has PAD or out-of-vocabulary ids: {ids}")
-    return torch.tensor([ids], dtype=torch.long, device=device)
+    """(1, I) long tensor of a decoder input checked as for cross-attention extraction."""
+    from .xattn import _check_decoder_input
+
+    return torch.tensor([_check_decoder_input(decoder_input, dims)], dtype=torch.long, device=device)
 
 
 def _features_tensor(features: np.ndarray | Tensor, dims: Any, device: torch.device, dtype: torch.dtype) -> Tensor:

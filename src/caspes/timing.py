@@ -46,7 +46,7 @@ def evaluate_timestamps(
     (matched), ``start_ms``, ``end_ms`` (mean absolute errors) and ``within_50`` / ``within_100`` /
     ``within_200`` (share of boundaries within that many ms).
     """
-    from .analysis import content_rows, mean_attention, normalise, pool_saliency
+    from .analysis import Selection, content_rows, mean_attention, normalise, pool_saliency
     from .io import DataError, parse_word_times, read_manifest
     from .saliency import SaliencyStore
     from .timestamps import align_words, estimate_word_times, group_words, timestamp_errors, words_text
@@ -72,9 +72,9 @@ def evaluate_timestamps(
             att = ca.attention
             maps: dict[str, np.ndarray] = {}
             for layer in range(att.shape[0]):
-                pairs = [(layer, h) for h in range(att.shape[1])]
+                pairs = Selection(layer + 1, "avg").pairs(*att.shape[:2])
                 maps[f"CA l{layer + 1}"] = normalise(mean_attention(att, pairs)[keep], ca_norm)
-            everything = [(layer, h) for layer in range(att.shape[0]) for h in range(att.shape[1])]
+            everything = Selection("avg", "avg").pairs(*att.shape[:2])
             maps["CA all"] = normalise(mean_attention(att, everything)[keep], ca_norm)
             if smx is not None:
                 maps["SM^X"] = normalise(pool_saliency(smx[uid].saliency[keep], pooling), sm_norm)
