@@ -271,3 +271,30 @@ def test_slurm_profile_requests_gpus_only_for_gpu_rules(tmp_path, config):
     assert GPU_RULES <= set(seen), sorted(GPU_RULES - set(seen))
     for name, flags in seen.items():
         assert flags == {name in GPU_RULES}, (name, flags)
+
+
+def test_costliest_training_is_scheduled_first(tmp_path):
+    """config.yaml: training stages outrank every other job, the deepest model's first stage comes
+    first, and each model's later stage ranks below its earlier one (longest remaining work first)."""
+    cmd = ["snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path), "-n", "--cores", "2"]
+    proc = subprocess.run([*cmd, "--configfile", str(ROOT / "config.yaml")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    priorities: dict[str, int] = {}
+    rule = wildcards = None
+    for line in proc.stdout.splitlines():
+        text = line.strip()
+        if line.startswith(("rule ", "localrule ")):
+            rule, wildcards = line.split()[1].rstrip(":"), None
+        elif text.startswith("wildcards:"):
+            wildcards = text.split(":", 1)[1].strip()
+        elif text.startswith("priority:"):
+            priorities[f"{rule} {wildcards}"] = int(text.split(":")[1])
+    train = {k.split(" ", 1)[1]: v for k, v in priorities.items() if k.startswith("train_model ")}
+    assert set(train) == {
+        "model=base, stage=asr", "model=small, stage=asr", "model=small, stage=asr_st",
+        "model=large, stage=asr", "model=large, stage=asr_st",
+    }  # fmt: skip
+    assert {k for k in priorities if not k.startswith("train_model ")} == set()  # the rest keep priority 0
+    assert max(train, key=train.get) == "model=large, stage=asr"
+    assert train["model=large, stage=asr"] > train["model=large, stage=asr_st"] > 0
+    assert train["model=small, stage=asr"] > train["model=small, stage=asr_st"] > train["model=base, stage=asr"] > 0

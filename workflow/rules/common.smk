@@ -180,6 +180,24 @@ def get_train_settings(wildcards):
     }
 
 
+def get_train_priority(wildcards):
+    """Longest training first: a model's remaining training cost (steps left × layers × width²).
+
+    With one training job per core, starting the most expensive model first keeps the two
+    cores busy until the end (the cheaper models follow each other on the other core); all
+    training stages also outrank the jobs that consume a finished model.
+    """
+    model = MODELS[wildcards.model]
+    dims = model["dims"]
+    stages = model_stages(wildcards.model)
+    steps = sum(
+        model["stages"][s]["max_steps"] for s in stages[stages.index(wildcards.stage) :]
+    )
+    width = (dims["d_model"] / 100) ** 2
+    cost = steps * (dims["encoder_layers"] + dims["decoder_layers"]) * width / 1000
+    return 10 + int(cost)
+
+
 def get_final_stage_dir(wildcards):
     return f"results/{wildcards.model}/train/{model_stages(wildcards.model)[-1]}"
 

@@ -13,6 +13,7 @@ rule train_model:
         "logs/train_model/{model}/{stage}.log",
     benchmark:
         "benchmarks/train_model/{model}/{stage}.tsv"
+    priority: get_train_priority
     conda:
         "../../envs/caspes.yaml"
     threads: 1
