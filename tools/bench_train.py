@@ -4,7 +4,7 @@ For each model of a workflow config, it builds the model from the config's ``dim
 training batches of its first stage from the feature manifests the workflow wrote
 (``results/data/<corpus>/<lang>/train.fbank.tsv``, so run the data stage first), then times
 ``--steps`` training steps after ``--warmup`` untimed ones: batch collation with SpecAugment,
-forward, loss, backward, gradient clipping + AdamW. With ``--dropout`` it repeats the measurement
+forward, loss, backward, gradient clipping + AdamW (the features are read from disk once before). With ``--dropout`` it repeats the measurement
 with other dropout values in the same run and prints the time ratios.
 
 The figures are wall-clock seconds on this process's threads (``--threads``, default 1 like the
@@ -76,6 +76,8 @@ def time_steps(
     st_draws = data.st_choices(1, config.effective_st_probability)
     if warmup + steps > len(order):
         raise SystemExit(f"--warmup + --steps = {warmup + steps} exceeds the {len(order)} batches of an epoch")
+    for i in range(warmup + steps):  # read the features once, so that no variant pays the disk reads
+        data.collate(order[i], st_draws[order[i]])
     totals = dict.fromkeys(PHASES, 0.0)
     utterances = 0
 
