@@ -254,20 +254,27 @@ def test_one_table_builds_only_what_it_needs(tmp_path):
 GPU_RULES = {"train_model", "evaluate_greedy", "decode", "explain_input", "explain_encoder", "deletion"}
 
 
-@pytest.mark.parametrize("config", ["config.yaml", "configs/europarl.yaml"])
-def test_slurm_profile_requests_gpus_only_for_gpu_rules(tmp_path, config):
-    cmd = ["snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path), "-n", "--profile",
-           str(ROOT / "profiles" / "slurm")]  # fmt: skip
-    cmd += ["--configfile", str(ROOT / config)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+def _dry_run_jobs(tmp_path: Path, config: str, *args: str) -> list[dict[str, str]]:
+    """The jobs a dry-run of ``config`` from an empty folder prints: rule and each indented field."""
+    cmd = ["snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path), "-n", *args]
+    proc = subprocess.run([*cmd, "--configfile", str(ROOT / config)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    seen: dict[str, set[bool]] = {}
-    rule = None
+    jobs: list[dict[str, str]] = []
     for line in proc.stdout.splitlines():
         if line.startswith(("rule ", "localrule ")):
-            rule = line.split()[1].rstrip(":")
-        elif line.strip().startswith("resources:") and rule:
-            seen.setdefault(rule, set()).add("gpu=1" in line)
+            jobs.append({"rule": line.split()[1].rstrip(":")})
+        elif jobs and line.startswith("    ") and ":" in line:
+            key, value = line.strip().split(":", 1)
+            jobs[-1].setdefault(key, value.strip())
+    return jobs
+
+
+@pytest.mark.parametrize("config", ["config.yaml", "configs/europarl.yaml"])
+def test_slurm_profile_requests_gpus_only_for_gpu_rules(tmp_path, config):
+    seen: dict[str, set[bool]] = {}
+    for job in _dry_run_jobs(tmp_path, config, "--profile", str(ROOT / "profiles" / "slurm")):
+        if "resources" in job:
+            seen.setdefault(job["rule"], set()).add("gpu=1" in job["resources"])
     assert GPU_RULES <= set(seen), sorted(GPU_RULES - set(seen))
     for name, flags in seen.items():
         assert flags == {name in GPU_RULES}, (name, flags)
@@ -276,19 +283,8 @@ def test_slurm_profile_requests_gpus_only_for_gpu_rules(tmp_path, config):
 def test_costliest_training_is_scheduled_first(tmp_path):
     """config.yaml: training stages outrank every other job, the deepest model's first stage comes
     first, and each model's later stage ranks below its earlier one (longest remaining work first)."""
-    cmd = ["snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path), "-n", "--cores", "2"]
-    proc = subprocess.run([*cmd, "--configfile", str(ROOT / "config.yaml")], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    priorities: dict[str, int] = {}
-    rule = wildcards = None
-    for line in proc.stdout.splitlines():
-        text = line.strip()
-        if line.startswith(("rule ", "localrule ")):
-            rule, wildcards = line.split()[1].rstrip(":"), None
-        elif text.startswith("wildcards:"):
-            wildcards = text.split(":", 1)[1].strip()
-        elif text.startswith("priority:"):
-            priorities[f"{rule} {wildcards}"] = int(text.split(":")[1])
+    jobs = _dry_run_jobs(tmp_path, "config.yaml", "--cores", "2")
+    priorities = {f"{j['rule']} {j.get('wildcards')}": int(j["priority"]) for j in jobs if "priority" in j}
     train = {k.split(" ", 1)[1]: v for k, v in priorities.items() if k.startswith("train_model ")}
     assert set(train) == {
         "model=base, stage=asr", "model=small, stage=asr", "model=small, stage=asr_st",
