@@ -38,9 +38,15 @@ from torch import Tensor
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
+from caspes.explain.segment import segment_levels
+from caspes.explain.spes import (
+    OcclusionOptions,
+    explain_encoder,
+    explain_input,
+    masks_per_level,
+    utterance_seed,
+)
 from caspes.model import PAPER_DIMENSIONS, ModelDimensions, S2TModel
-from caspes.segment import segment_levels
-from caspes.spes import OcclusionOptions, explain_encoder, explain_input, masks_per_level, utterance_seed
 
 #: config.yaml's tiny model dimensions, with the 512-piece vocabulary of its en_it tokenizer.
 TINY = ModelDimensions(
@@ -111,7 +117,7 @@ def measure(fn: Callable[[], Any], device: torch.device) -> tuple[Any, float, fl
 
 def build_model(spec: str, device: torch.device, seed: int) -> S2TModel:
     if spec not in ("tiny", *PAPER_DIMENSIONS):
-        from caspes.train import load_model
+        from caspes.model.checkpoint import load_model
 
         return load_model(spec, device)[0]
     torch.manual_seed(seed)

@@ -30,8 +30,12 @@ import yaml
 
 from caspes.features import FeatureReader
 from caspes.model import ModelDimensions, S2TModel
+from caspes.model.inference import resolve_device
 from caspes.tokenizer import Tokenizer
-from caspes.train import TrainConfig, TrainingData, compute_losses, resolve_device, spec_augment
+from caspes.train.augment import spec_augment
+from caspes.train.config import TrainConfig
+from caspes.train.data import TrainingData
+from caspes.train.losses import compute_losses
 
 PHASES = ("collate", "forward", "loss", "backward", "optimizer")
 
@@ -41,11 +45,18 @@ def load_config(path: Path) -> dict[str, Any]:
         return yaml.safe_load(fh)
 
 
-def training_data(config: dict[str, Any], model: str, results: Path) -> tuple[TrainingData, TrainConfig, Tokenizer]:
+def training_data(
+    config: dict[str, Any], model: str, results: Path
+) -> tuple[TrainingData, TrainConfig, Tokenizer]:
     """The first training stage's batches of ``model`` from the workflow's feature manifests."""
     spec = config["models"][model]
     stage = next(iter(spec["stages"]))
-    settings = {**config.get("training", {}), **spec["stages"][stage], "seed": config.get("seed", 1), "stage": stage}
+    settings = {
+        **config.get("training", {}),
+        **spec["stages"][stage],
+        "seed": config.get("seed", 1),
+        "stage": stage,
+    }
     train_config = TrainConfig.from_dict(settings)
     corpus = config["data"]["corpus"]
     tokenizer_path = results / "data" / corpus / "tokenizer" / f"{spec['tokenizer']}.model"
@@ -75,7 +86,9 @@ def time_steps(
     order = data.epoch_batches(1)
     st_draws = data.st_choices(1, config.effective_st_probability)
     if warmup + steps > len(order):
-        raise SystemExit(f"--warmup + --steps = {warmup + steps} exceeds the {len(order)} batches of an epoch")
+        raise SystemExit(
+            f"--warmup + --steps = {warmup + steps} exceeds the {len(order)} batches of an epoch"
+        )
     for i in range(warmup + steps):  # read the features once, so that no variant pays the disk reads
         data.collate(order[i], st_draws[order[i]])
     totals = dict.fromkeys(PHASES, 0.0)
@@ -88,7 +101,9 @@ def time_steps(
     for i in range(warmup + steps):
         marks = [time.perf_counter()]
         batch = data.collate(order[i], st_draws[order[i]])
-        batch.features = spec_augment(batch.features, batch.lengths, config, np.random.default_rng([config.seed, i]))
+        batch.features = spec_augment(
+            batch.features, batch.lengths, config, np.random.default_rng([config.seed, i])
+        )
         batch = batch.to(device)
         sync()
         marks.append(time.perf_counter())
@@ -114,7 +129,9 @@ def time_steps(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--configfile", type=Path, default=Path("config.yaml"))
     parser.add_argument("--results", type=Path, default=Path("results"), help="the workflow's results folder")
     parser.add_argument("--models", nargs="+", help="models of the config (default: all)")
@@ -138,7 +155,16 @@ def main() -> None:
         f"{'jemalloc' if 'jemalloc' in preload else 'default allocator'}; "
         f"{args.warmup} untimed + {args.steps} timed steps (first stage's batches, epoch 1)"
     )
-    header = ["model", "dropout", "params", "utt/step", *[f"{p} ms" for p in PHASES], "s/step", "utt/s", "ratio"]
+    header = [
+        "model",
+        "dropout",
+        "params",
+        "utt/step",
+        *[f"{p} ms" for p in PHASES],
+        "s/step",
+        "utt/s",
+        "ratio",
+    ]
     print("\t".join(header))
     for name in models:
         data, train_config, tokenizer = training_data(config, name, args.results)
@@ -147,7 +173,9 @@ def main() -> None:
         reference = None
         for dropout in [configured, *[d for d in args.dropout if d != configured]]:
             dims = ModelDimensions.from_dict({**base_dims, "dropout": dropout})
-            phases, utt_per_step, params = time_steps(dims, data, train_config, device, args.warmup, args.steps)
+            phases, utt_per_step, params = time_steps(
+                dims, data, train_config, device, args.warmup, args.steps
+            )
             per_step = sum(phases.values())
             reference = reference or per_step
             row = [name, f"{dropout:g}", str(params), f"{utt_per_step:.1f}"]

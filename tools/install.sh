@@ -26,11 +26,12 @@ else
 fi
 
 # The package in editable mode with its pinned dependencies (torch 2.11.0 runs on CPU and GPU).
-if $PYTHON -c "import caspes, torch, snakemake, pytest, snakefmt" 2>/dev/null \
+if $PYTHON -c "import caspes, torch, snakemake, pytest, snakefmt, importlinter" 2>/dev/null \
    && $PYTHON - <<'PY' 2>/dev/null
 import importlib.metadata as md, pathlib, re, sys, tomllib
 meta = tomllib.loads(pathlib.Path("pyproject.toml").read_text())["project"]
-pins = meta["dependencies"] + meta["optional-dependencies"]["dev"]
+extras = meta["optional-dependencies"]
+pins = meta["dependencies"] + extras["workflow"] + extras["dev"]
 for pin in pins:
     name, version = re.split(r"==", pin)
     if md.version(name) != version:
@@ -41,6 +42,6 @@ PY
 then
   echo "install: Python packages present (pins of pyproject.toml satisfied)"
 else
-  $PYTHON -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+  $PYTHON -m pip install --quiet --disable-pip-version-check -e ".[workflow,dev]"
   echo "install: Python packages installed"
 fi

@@ -8,24 +8,20 @@ masking, SLIC and deletion all act on the normalised matrix.
 
 from __future__ import annotations
 
+import io
 import logging
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+import torchaudio
+from tqdm import tqdm
 
-from .io import (
-    DataError,
-    FeatureArchiveWriter,
-    is_archive_reference,
-    read_archive_array,
-    read_audio,
-    read_manifest,
-    read_npy,
-    resolve_audio_path,
-    write_manifest,
-)
+from caspes.core.audio import is_archive_reference, read_audio, resolve_audio_path
+from caspes.core.manifest import DataError, read_manifest, write_manifest
+from caspes.core.zipstore import AtomicZipWriter, read_archive_array, read_npy
 
 __all__ = [
     "FbankOptions",
@@ -34,6 +30,7 @@ __all__ = [
     "load_source_features",
     "extract_split",
     "FeatureReader",
+    "FeatureArchiveWriter",
 ]
 
 log = logging.getLogger(__name__)
@@ -54,7 +51,6 @@ def fbank(samples: np.ndarray, sample_rate: int, options: FbankOptions = FbankOp
 
     Audio at another rate is resampled to ``options.sample_rate`` first.
     """
-    import torchaudio
 
     wav = torch.as_tensor(np.asarray(samples, dtype=np.float32))
     if wav.ndim != 1:
@@ -124,7 +120,6 @@ def extract_split(
     ``audio`` pointing into the archive and ``n_frames`` set to the real frame count. Both files sit
     in the same folder so the references stay relative. Returns the number of utterances.
     """
-    from tqdm import tqdm
 
     manifest_path = Path(manifest_path)
     archive_path = Path(archive_path)
@@ -176,3 +171,37 @@ class FeatureReader:
             raise KeyError(f"{self.path}: no utterance '{uid}'") from None
         feats = read_archive_array(row["audio"], self.path)
         return utterance_cmvn(feats) if self.cmvn else feats
+
+
+class FeatureArchiveWriter(AtomicZipWriter):
+    """Write (id, array) pairs into an uncompressed zip of ``.npy`` files.
+
+    Use as a context manager; after closing, :attr:`references` maps each id to its fairseq
+    reference ``"<zip name>:<offset>:<length>"`` (the zip's file name only, relative to the
+    manifest that sits beside it).
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        super().__init__(path)
+        self._names: dict[str, str] = {}
+        self.references: dict[str, str] = {}
+
+    def add(self, uid: str, array: np.ndarray) -> None:
+        if uid in self._names:
+            raise DataError(f"{self.path}: id '{uid}' written twice")
+        buf = io.BytesIO()
+        np.save(buf, np.ascontiguousarray(array, dtype=np.float32))
+        name = f"{uid}.npy"
+        self._write_member(name, buf.getvalue())
+        self._names[uid] = name
+
+    def _finish(self) -> None:
+        with open(self._tmp, "rb") as f, zipfile.ZipFile(self._tmp) as zf:
+            for info in zf.infolist():
+                f.seek(info.header_offset)
+                header = f.read(30)
+                name_len = int.from_bytes(header[26:28], "little")
+                extra_len = int.from_bytes(header[28:30], "little")
+                offset = info.header_offset + 30 + name_len + extra_len
+                uid = info.filename[: -len(".npy")]
+                self.references[uid] = f"{self.path.name}:{offset}:{info.file_size}"

@@ -13,9 +13,11 @@ import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from .io import DataError, read_manifest
+import sentencepiece as spm
 
-__all__ = ["BOS_ID", "PAD_ID", "EOS_ID", "UNK_ID", "lang_tag", "collect_texts", "train_tokenizer", "Tokenizer"]
+from caspes.core.manifest import DataError, read_manifest
+
+__all__ = ["lang_tag", "collect_texts", "train_tokenizer", "Tokenizer"]
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +59,6 @@ def train_tokenizer(
     ``vocab_size`` is an upper bound: a small corpus may support fewer pieces, in which case the
     model gets as many as the data allows (``hard_vocab_limit=False``). Returns the real size.
     """
-    import sentencepiece as spm
 
     if not texts:
         raise DataError(f"{model_path}: no training text for languages {list(langs)}")
@@ -103,7 +104,6 @@ class Tokenizer:
     """A trained SentencePiece model with the project's special ids and language tags."""
 
     def __init__(self, model_path: str | Path) -> None:
-        import sentencepiece as spm
 
         self.path = Path(model_path)
         if not self.path.is_file():

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from caspes.core.manifest import read_manifest, read_skipped
 from caspes.features import FeatureReader
-from caspes.io import read_manifest, read_skipped
 from caspes.tokenizer import Tokenizer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -19,8 +19,18 @@ pytestmark = pytest.mark.integration
 
 def _snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
     # Targets and flags go before --configfile, which takes every following word as a file.
-    cmd = ["snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir), "--cores", "2", *args,
-           "--configfile", str(ROOT / "configs" / "ci.yaml")]
+    cmd = [
+        "snakemake",
+        "-s",
+        str(ROOT / "Snakefile"),
+        "-d",
+        str(workdir),
+        "--cores",
+        "2",
+        *args,
+        "--configfile",
+        str(ROOT / "configs" / "ci.yaml"),
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=900)
 
 
@@ -61,7 +71,10 @@ def test_data_stage_outputs(data_run):
 def test_no_sentence_shared_between_splits(data_run):
     data = data_run / "results" / "data" / "synthetic"
     for lang in ("en", "it"):
-        texts = {s: {r["src_text"] for r in read_manifest(data / lang / f"{s}.tsv")} for s in ("train", "dev", "test")}
+        texts = {
+            s: {r["src_text"] for r in read_manifest(data / lang / f"{s}.tsv")}
+            for s in ("train", "dev", "test")
+        }
         assert not texts["train"] & texts["dev"]
         assert not texts["train"] & texts["test"]
         assert not texts["dev"] & texts["test"]
@@ -124,9 +137,13 @@ def test_word_spans_hold_the_speech_energy(data_run):
 def test_training_outputs(data_run):
     import torch
 
-    from caspes.train import load_model
+    from caspes.model.checkpoint import load_model
 
-    for model, stages in (("base", {"asr": 10}), ("small", {"asr": 5, "asr_st": 10}), ("large", {"asr": 5, "asr_st": 10})):
+    for model, stages in (
+        ("base", {"asr": 10}),
+        ("small", {"asr": 5, "asr_st": 10}),
+        ("large", {"asr": 5, "asr_st": 10}),
+    ):
         for stage, steps in stages.items():
             history = pd.read_csv(data_run / "results" / model / "train" / stage / "history.tsv", sep="\t")
             assert list(history["step"]) == list(range(1, steps + 1))
@@ -138,16 +155,19 @@ def test_training_outputs(data_run):
         assert isinstance(ckpt["tokenizer"]["model"], bytes)
         torch.testing.assert_close(
             net.state_dict()["decoder.embed_tokens.weight"],
-            0.5 * sum(
-                torch.load(data_run / "results" / model / "train" / list(stages)[-1] / f"checkpoint_{s}.pt",
-                           weights_only=True)["model"]["decoder.embed_tokens.weight"]
+            0.5
+            * sum(
+                torch.load(
+                    data_run / "results" / model / "train" / list(stages)[-1] / f"checkpoint_{s}.pt",
+                    weights_only=True,
+                )["model"]["decoder.embed_tokens.weight"]
                 for s in (steps - 5, steps)
             ),
         )
 
 
 def test_decoding_outputs(data_run):
-    from caspes.xattn import CrossAttentionStore
+    from caspes.decode.xattn import CrossAttentionStore
 
     quality = pd.read_csv(data_run / "results" / "quality.tsv", sep="\t")
     # base: en ASR; small, large: en and it, ASR and ST; dev and test each.
@@ -170,8 +190,8 @@ def test_decoding_outputs(data_run):
 
 
 def test_saliency_outputs(data_run):
-    from caspes.saliency import SaliencyStore
-    from caspes.xattn import CrossAttentionStore
+    from caspes.decode.xattn import CrossAttentionStore
+    from caspes.explain.stores import SaliencyStore
 
     table = pd.read_csv(data_run / "results" / "explanations.tsv", sep="\t")
     # test: base en-en + small/large x 4 directions; dev: base en-en; two maps each
@@ -190,7 +210,9 @@ def test_saliency_outputs(data_run):
             rec, ca = store[uid], xattn[uid]
             assert rec.kind == kind and rec.target_ids == ca.target_ids
             t = feats[uid].shape[0]
-            expected = (len(ca.target_ids), t, 80) if kind == "input" else (len(ca.target_ids), ca.encoder_length)
+            expected = (
+                (len(ca.target_ids), t, 80) if kind == "input" else (len(ca.target_ids), ca.encoder_length)
+            )
             assert rec.saliency.shape == expected
             assert (rec.saliency >= 0).all() and rec.saliency.max() > 0
         curve = pd.read_csv(run / "deletion" / f"{name}.tsv", sep="\t")
@@ -257,7 +279,9 @@ GPU_RULES = {"train_model", "evaluate_greedy", "decode", "explain_input", "expla
 def _dry_run_jobs(tmp_path: Path, config: str, *args: str) -> list[dict[str, str]]:
     """The jobs a dry-run of ``config`` from an empty folder prints: rule and each indented field."""
     cmd = ["snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path), "-n", *args]
-    proc = subprocess.run([*cmd, "--configfile", str(ROOT / config)], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [*cmd, "--configfile", str(ROOT / config)], capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     jobs: list[dict[str, str]] = []
     for line in proc.stdout.splitlines():
@@ -293,4 +317,9 @@ def test_costliest_training_is_scheduled_first(tmp_path):
     assert {k for k in priorities if not k.startswith("train_model ")} == set()  # the rest keep priority 0
     assert max(train, key=train.get) == "model=large, stage=asr"
     assert train["model=large, stage=asr"] > train["model=large, stage=asr_st"] > 0
-    assert train["model=small, stage=asr"] > train["model=small, stage=asr_st"] > train["model=base, stage=asr"] > 0
+    assert (
+        train["model=small, stage=asr"]
+        > train["model=small, stage=asr_st"]
+        > train["model=base, stage=asr"]
+        > 0
+    )

@@ -1,4 +1,4 @@
-"""caspes.analysis on small hand-worked examples."""
+"""caspes.explain.maps and caspes.analysis.correlation on small hand-worked examples."""
 
 from __future__ import annotations
 
@@ -7,17 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from caspes.analysis import (
-    Selection,
-    content_rows,
-    correlate,
-    mean_attention,
-    normalise,
-    pearson,
-    pool_saliency,
-    selections,
-    summarise,
-)
+from caspes.analysis.correlation import correlate, pearson, selections, summarise
+from caspes.explain.maps import Selection, content_rows, mean_attention, normalise, pool_saliency
 
 
 def test_frame_normalisation_by_hand() -> None:
@@ -30,7 +21,9 @@ def test_frame_normalisation_by_hand() -> None:
 
 def test_token_normalisation_by_hand() -> None:
     sm = np.array([[2.0, 4.0, 3.0], [5.0, 5.0, 5.0], [0.0, -1.0, 1.0]])
-    np.testing.assert_allclose(normalise(sm, "token"), [[0.0, 1.0, 0.5], [0.0, 0.0, 0.0], [0.5, 0.0, 1.0]], atol=1e-7)
+    np.testing.assert_allclose(
+        normalise(sm, "token"), [[0.0, 1.0, 0.5], [0.0, 0.0, 0.0], [0.5, 0.0, 1.0]], atol=1e-7
+    )
     np.testing.assert_array_equal(normalise(sm, "none"), sm)
     with pytest.raises(ValueError):
         normalise(sm, "column")
@@ -63,7 +56,9 @@ def test_selections_and_mean_attention() -> None:
     assert Selection("avg", 2).pairs(2, 3) == [(0, 1), (1, 1)]
     assert Selection(2, "avg").pairs(2, 3) == [(1, 0), (1, 1), (1, 2)]
     att = np.arange(2 * 3 * 1 * 2, dtype=float).reshape(2, 3, 1, 2)
-    np.testing.assert_allclose(mean_attention(att, Selection("avg", "avg").pairs(2, 3)), att.mean(axis=(0, 1)))
+    np.testing.assert_allclose(
+        mean_attention(att, Selection("avg", "avg").pairs(2, 3)), att.mean(axis=(0, 1))
+    )
     np.testing.assert_allclose(mean_attention(att, [(1, 2)]), att[1, 2])
 
 

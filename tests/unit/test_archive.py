@@ -1,4 +1,4 @@
-"""Unit tests for caspes.archive (per-utterance record archives)."""
+"""Unit tests for caspes.core.zipstore (per-utterance record archives)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from caspes.archive import RecordArchive, RecordArchiveWriter, check_uid, npz_bytes
-from caspes.io import DataError
+from caspes.core.manifest import DataError
+from caspes.core.zipstore import RecordArchive, RecordArchiveWriter, check_uid, npz_bytes
 
 FIELDS = ("matrix", "scalar", "words", "ints")
 

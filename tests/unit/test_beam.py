@@ -1,4 +1,4 @@
-"""Unit tests for caspes.beam (fairseq-style beam search)."""
+"""Unit tests for caspes.decode.beam (fairseq-style beam search)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import torch
 from tinymodels import fake_model_dims, one_thread, tiny_model  # noqa: F401 - one_thread is a fixture
 from torch import nn
 
-from caspes.beam import Hypothesis, beam_search, beam_search_nbest, block_repeated_ngrams
-from caspes.decode import DecodingOptions, greedy_decode, max_target_length
+from caspes.decode.beam import Hypothesis, beam_search, beam_search_nbest, block_repeated_ngrams
+from caspes.decode.greedy import greedy_decode
+from caspes.decode.options import DecodingOptions, max_target_length
 from caspes.model import DecoderCache, EncoderOutput, S2TModel, lengths_to_padding_mask
 from caspes.model.conformer import subsampled_lengths
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from caspes import bootstrap as bs
-from caspes.bootstrap import Interval, bootstrap_ci, bootstrap_ci_groups, paired_bootstrap_pvalue
+from caspes.analysis import bootstrap as bs
+from caspes.analysis.bootstrap import Interval, bootstrap_ci, bootstrap_ci_groups, paired_bootstrap_pvalue
 
 B = 500  # resamples used in the tests (small, to stay fast)
 

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from caspes.config import ConfigError, load_config
+from caspes.core.config import ConfigError, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,7 +31,9 @@ def test_defaults_are_filled(tmp_path):
 
 
 def test_misspelt_key_is_rejected_with_its_path(tmp_path):
-    with pytest.raises(ConfigError, match=r"data\.synthetic: Additional properties are not allowed \('lexicon_fracton'"):
+    with pytest.raises(
+        ConfigError, match=r"data\.synthetic: Additional properties are not allowed \('lexicon_fracton'"
+    ):
         load_config(_write(tmp_path, {"data": {"synthetic": {"lexicon_fracton": 0.5}}}))
     with pytest.raises(ConfigError, match=r"<top level>: Additional properties are not allowed \('sed'"):
         load_config(_write(tmp_path, {"sed": 3}))
@@ -48,14 +50,21 @@ MODEL = {
     "tokenizer": "en",
     "languages": ["en"],
     "tasks": ["asr"],
-    "dims": {"d_model": 8, "encoder_layers": 1, "decoder_layers": 1, "encoder_heads": 2, "decoder_heads": 2,
-             "encoder_ffn": 8, "decoder_ffn": 8},
+    "dims": {
+        "d_model": 8,
+        "encoder_layers": 1,
+        "decoder_layers": 1,
+        "encoder_heads": 2,
+        "decoder_heads": 2,
+        "encoder_ffn": 8,
+        "decoder_ffn": 8,
+    },
     "stages": {"asr": {"max_steps": 3}},
 }
 
 
 def test_model_settings_reach_train_config(tmp_path):
-    from caspes.train import TrainConfig
+    from caspes.train.config import TrainConfig
 
     config = load_config(ROOT / "config.yaml")
     for model in config["models"].values():
@@ -66,23 +75,41 @@ def test_model_settings_reach_train_config(tmp_path):
 @pytest.mark.parametrize(
     "config, message",
     [
-        ({"data": {"translation": {"en": "it"}}}, r"data\.translation: no target language for source language 'it'"),
+        (
+            {"data": {"translation": {"en": "it"}}},
+            r"data\.translation: no target language for source language 'it'",
+        ),
         ({"data": {"synthetic": {"voices": {"en": ["en-us"]}}}}, r"data\.synthetic\.voices\.it"),
         ({"data": {"synthetic": {"sizes": {"train": 10}}}}, r"data\.synthetic\.sizes\.dev"),
         ({"data": {"source": "europarl_st"}}, r"data\.europarl_st\.root"),
-        ({"data": {"source": "manifest", "manifests": {"en": {"train": "x.tsv"}}}}, r"data\.manifests\.en\.dev"),
+        (
+            {"data": {"source": "manifest", "manifests": {"en": {"train": "x.tsv"}}}},
+            r"data\.manifests\.en\.dev",
+        ),
         ({"tokenizers": {"de": {"languages": ["de"], "vocab_size": 100}}}, r"tokenizers\.de\.languages"),
         ({"data": {"languages": ["fr"], "translation": {"fr": "en"}}}, r"synthetic corpus speaks en and it"),
         ({"models": {"m": {**MODEL, "tokenizer": "xx"}}}, r"models\.m\.tokenizer: 'xx' is not a key"),
-        ({"models": {"m": {**MODEL, "tasks": ["asr", "st"]}}}, r"models\.m\.tokenizer: 'en' lacks language\(s\) \['it'\]"),
-        ({"models": {"m": {**MODEL, "stages": {"asr_st": {}}}}}, r"models\.m\.stages: the first stage must be 'asr'"),
+        (
+            {"models": {"m": {**MODEL, "tasks": ["asr", "st"]}}},
+            r"models\.m\.tokenizer: 'en' lacks language\(s\) \['it'\]",
+        ),
+        (
+            {"models": {"m": {**MODEL, "stages": {"asr_st": {}}}}},
+            r"models\.m\.stages: the first stage must be 'asr'",
+        ),
         (
             {"models": {"m": {**MODEL, "tokenizer": "en_it", "tasks": ["asr", "st"]}}},
             r"models\.m\.stages: a model with task 'st' needs an 'asr_st' stage",
         ),
         ({"models": {"m": {**MODEL, "average_last": 9}}}, r"models\.m\.average_last: 9 > keep_last 5"),
-        ({"models": {"m": {**MODEL, "dims": {**MODEL["dims"], "d_modell": 3}}}}, r"models\.m\.dims: Additional properties"),
-        ({"models": {"m": {**MODEL, "stages": {"asr": {"max_step": 3}}}}}, r"models\.m\.stages\.asr: Additional properties"),
+        (
+            {"models": {"m": {**MODEL, "dims": {**MODEL["dims"], "d_modell": 3}}}},
+            r"models\.m\.dims: Additional properties",
+        ),
+        (
+            {"models": {"m": {**MODEL, "stages": {"asr": {"max_step": 3}}}}},
+            r"models\.m\.stages\.asr: Additional properties",
+        ),
     ],
 )
 def test_cross_key_errors(tmp_path, config, message):

@@ -1,6 +1,6 @@
 import pytest
 
-from caspes.corpus import SyntheticCorpusConfig, plan_utterances
+from caspes.data.synthetic.corpus import SyntheticCorpusConfig, plan_utterances
 
 
 def _config(**kw):
@@ -50,7 +50,9 @@ def test_both_directions_and_sizes():
 
 def test_test_split_does_not_depend_on_train_size():
     small = [u for u in plan_utterances(_config()) if u.split == "test"]
-    large = [u for u in plan_utterances(_config(sizes={"train": 90, "dev": 6, "test": 6})) if u.split == "test"]
+    large = [
+        u for u in plan_utterances(_config(sizes={"train": 90, "dev": 6, "test": 6})) if u.split == "test"
+    ]
     assert small == large
 
 
@@ -62,7 +64,7 @@ def test_config_errors():
 
 
 def _needs_espeak():
-    from caspes.espeak import EspeakSynthesizer
+    from caspes.data.synthetic.espeak import EspeakSynthesizer
 
     try:
         EspeakSynthesizer().close()
@@ -71,11 +73,13 @@ def _needs_espeak():
 
 
 def test_check_voices_accepts_variants_and_names_the_key_of_a_bad_voice():
-    from caspes.corpus import check_voices
-    from caspes.io import DataError
+    from caspes.core.manifest import DataError
+    from caspes.data.synthetic.corpus import check_voices
 
     _needs_espeak()
-    check_voices(_config(voices={"en": ["en-gb+m3", "en-us+f2"], "it": ["it+f2"]}, rates=(175,), pitches=(50,)))
+    check_voices(
+        _config(voices={"en": ["en-gb+m3", "en-us+f2"], "it": ["it+f2"]}, rates=(175,), pitches=(50,))
+    )
     with pytest.raises(DataError, match=r"data\.synthetic\.voices\.it: voice 'xx-yy'"):
         check_voices(_config(voices={"en": ["en-us"], "it": ["xx-yy"]}, rates=(175,), pitches=(50,)))
 
@@ -83,9 +87,10 @@ def test_check_voices_accepts_variants_and_names_the_key_of_a_bad_voice():
 def test_synthesize_corpus_writes_aligned_manifests(tmp_path):
     import numpy as np
 
-    from caspes.corpus import synthesize_corpus
-    from caspes.data import UtterancePolicy
-    from caspes.io import read_audio, read_manifest, read_skipped
+    from caspes.core.audio import read_audio
+    from caspes.core.manifest import read_manifest, read_skipped
+    from caspes.data.policy import UtterancePolicy
+    from caspes.data.synthetic.corpus import synthesize_corpus
 
     _needs_espeak()
     config = _config(sizes={"train": 4, "dev": 0, "test": 2}, rates=(175,), pitches=(50,))
@@ -100,7 +105,9 @@ def test_synthesize_corpus_writes_aligned_manifests(tmp_path):
             assert rate == 16000 and len(audio) / rate <= 2.5
             spans = [tuple(map(float, p.split(":"))) for p in row["word_times"].split()]
             assert len(spans) == len(row["src_text"].split())
-            assert all(a < b for a, b in spans) and all(spans[i][1] <= spans[i + 1][0] for i in range(len(spans) - 1))
+            assert all(a < b for a, b in spans) and all(
+                spans[i][1] <= spans[i + 1][0] for i in range(len(spans) - 1)
+            )
             assert spans[-1][1] <= len(audio) / rate + 1e-3
             assert np.abs(audio).max() > 0.05
         assert read_manifest(tmp_path / lang / "dev.tsv") == []

@@ -1,15 +1,11 @@
 import numpy as np
 import pytest
 
-from caspes.data import UtterancePolicy, corpus_statistics, import_manifest
-from caspes.io import (
-    DataError,
-    FeatureArchiveWriter,
-    read_manifest,
-    read_skipped,
-    write_audio,
-    write_manifest,
-)
+from caspes.core.audio import write_audio
+from caspes.core.manifest import DataError, read_manifest, read_skipped, write_manifest
+from caspes.data.manifests import corpus_statistics, import_manifest
+from caspes.data.policy import UtterancePolicy
+from caspes.features import FeatureArchiveWriter
 
 
 def _row(uid, audio, src="the cat", tgt="il gatto"):
@@ -61,7 +57,14 @@ def test_import_manifest_counts_every_skip(tmp_path, corpus):
 
 def test_import_manifest_error_policy_names_file_and_line(tmp_path, corpus):
     with pytest.raises(DataError, match=r"test\.tsv:3: utterance 'missing': missing_audio"):
-        import_manifest(corpus, tmp_path / "o.tsv", tmp_path / "o.skipped.tsv", UtterancePolicy(on_bad="error"), "en", "it")
+        import_manifest(
+            corpus,
+            tmp_path / "o.tsv",
+            tmp_path / "o.skipped.tsv",
+            UtterancePolicy(on_bad="error"),
+            "en",
+            "it",
+        )
 
 
 def test_import_manifest_rejects_other_language(tmp_path, corpus):
@@ -69,7 +72,9 @@ def test_import_manifest_rejects_other_language(tmp_path, corpus):
     for r in rows:
         r["src_lang"], r["tgt_lang"] = "it", "en"
     write_manifest(corpus, rows)
-    with pytest.raises(DataError, match=r"test\.tsv:2: src_lang is 'it' but this manifest is imported as en->it"):
+    with pytest.raises(
+        DataError, match=r"test\.tsv:2: src_lang is 'it' but this manifest is imported as en->it"
+    ):
         import_manifest(corpus, tmp_path / "o.tsv", tmp_path / "o.skipped.tsv", UtterancePolicy(), "en", "it")
 
 
@@ -80,8 +85,18 @@ def test_policy_validation():
 
 def test_corpus_statistics(tmp_path):
     rows = [
-        {**_row("a", "x.wav", src="the cat sleeps", tgt="il gatto dorme"), "n_frames": 98, "src_lang": "en", "tgt_lang": "it"},
-        {**_row("b", "y.wav", src="the dog", tgt="il cane"), "n_frames": 198, "src_lang": "en", "tgt_lang": "it"},
+        {
+            **_row("a", "x.wav", src="the cat sleeps", tgt="il gatto dorme"),
+            "n_frames": 98,
+            "src_lang": "en",
+            "tgt_lang": "it",
+        },
+        {
+            **_row("b", "y.wav", src="the dog", tgt="il cane"),
+            "n_frames": 198,
+            "src_lang": "en",
+            "tgt_lang": "it",
+        },
     ]
     write_manifest(tmp_path / "m.tsv", rows)
     (stats,) = corpus_statistics({("en", "test"): tmp_path / "m.tsv"}, {})

@@ -10,16 +10,11 @@ import torch
 from tinymodels import fake_model_dims, one_thread, tiny_model  # noqa: F401 - one_thread is a fixture
 from torch import nn
 
-from caspes.decode import (
-    DecodingOptions,
-    decode_batch,
-    decode_manifest,
-    greedy_decode,
-    make_decode_batches,
-    max_target_length,
-)
-from caspes.features import FeatureReader
-from caspes.io import FeatureArchiveWriter, write_manifest
+from caspes.core.manifest import write_manifest
+from caspes.decode.greedy import greedy_decode
+from caspes.decode.options import DecodingOptions, max_target_length
+from caspes.decode.run import decode_batch, decode_manifest, make_decode_batches
+from caspes.features import FeatureArchiveWriter, FeatureReader
 from caspes.model import DecoderCache, EncoderOutput, S2TModel, lengths_to_padding_mask
 from caspes.model.conformer import subsampled_lengths
 from caspes.tokenizer import EOS_ID, PAD_ID, Tokenizer, train_tokenizer
@@ -112,7 +107,7 @@ def test_batched_equals_one_by_one_and_tensor_input() -> None:
     padded[1, lengths[1] :] = 7.0  # garbage in padded frames is ignored
     assert greedy_decode(model, padded, prefix, options, lengths=torch.tensor(lengths)) == single
     assert decode_batch(model, feats, prefix, options) == single
-    from caspes.beam import beam_search
+    from caspes.decode.beam import beam_search
 
     beam = DecodingOptions(max_len_b=options.max_len_b, beam_size=4)
     assert decode_batch(model, feats, prefix, beam) == beam_search(model, feats, prefix, beam)
@@ -223,7 +218,9 @@ def test_pad_bos_never_and_eos_not_first() -> None:
     model = _ScriptedModel({0: [EOS, PAD, EOS]})
     assert greedy_decode(model, [_row_features(0)], [[]], DecodingOptions(max_len_b=10)) == [[3]]
     model = _ScriptedModel({0: [BOS, 4, BOS, 4, EOS]})
-    assert greedy_decode(model, [_row_features(0)], [[]], DecodingOptions(max_len_b=10)) == [[3, 4]]  # BOS barred at steps 0 and 2
+    assert greedy_decode(model, [_row_features(0)], [[]], DecodingOptions(max_len_b=10)) == [
+        [3, 4]
+    ]  # BOS barred at steps 0 and 2
 
 
 def test_prefix_validation() -> None:

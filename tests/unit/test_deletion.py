@@ -1,4 +1,4 @@
-"""Unit tests for caspes.deletion (deletion curves, rankings, size metric)."""
+"""Unit tests for caspes.explain.deletion and caspes.explain.size (deletion curves, rankings, size metric)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import pytest
 import torch
 from tinymodels import one_thread, tiny_model  # noqa: F401 - one_thread is a fixture
 
-from caspes.beam import beam_search
-from caspes.decode import DecodingOptions
-from caspes.deletion import (
+from caspes.decode.beam import beam_search
+from caspes.decode.metrics import wer_max
+from caspes.decode.options import DecodingOptions
+from caspes.explain.deletion import (
     EncoderOcclusion,
     auc,
     delete_units,
@@ -20,10 +21,9 @@ from caspes.deletion import (
     encoder_keep,
     map_ranking,
     ranking,
-    size_curve,
     upsample_frames,
 )
-from caspes.metrics import wer_max
+from caspes.explain.size import size_curve
 from caspes.tokenizer import Tokenizer, train_tokenizer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -47,7 +47,9 @@ def test_upsample_and_ranking() -> None:
     np.testing.assert_array_equal(upsample_frames(np.array([1, 2, 3]), 10), [1, 1, 1, 1, 2, 2, 2, 2, 3, 3])
     with pytest.raises(ValueError):
         upsample_frames(np.array([1, 2]), 10)  # ceil(10 / 4) = 3
-    np.testing.assert_array_equal(ranking(np.array([0.5, 0.9, 0.5, 0.1])), [1, 0, 2, 3])  # ties: lower index first
+    np.testing.assert_array_equal(
+        ranking(np.array([0.5, 0.9, 0.5, 0.1])), [1, 0, 2, 3]
+    )  # ties: lower index first
 
 
 def test_delete_units_cells_frames_and_encoder_keep() -> None:
@@ -121,7 +123,11 @@ def test_deletion_curve_end_to_end(tokenizer: Tokenizer, unit: str) -> None:
     lang = tokenizer.lang_id("en")
     clean = beam_search(model, list(feats.values()), [[lang]] * 3, options, no_repeat_ngram_size=5)
     rows = [
-        {"id": uid, "reference": "the cat sat", "pieces": "<lang:en> " + " ".join(tokenizer.sp.id_to_piece(i) for i in hyp)}
+        {
+            "id": uid,
+            "reference": "the cat sat",
+            "pieces": "<lang:en> " + " ".join(tokenizer.sp.id_to_piece(i) for i in hyp),
+        }
         for uid, hyp in zip(feats, clean)
     ]
     sizes = {"cell": 24 * 80, "frame": 24, "encoder": 6}

@@ -9,8 +9,6 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-# Installed by the workflow's own tooling, not needed inside rule jobs.
-NOT_IN_ENV = {"snakemake", "snakemake-executor-plugin-slurm"}
 
 
 def _pins(requirements: list[str]) -> dict[str, str]:
@@ -24,14 +22,16 @@ def _pins(requirements: list[str]) -> dict[str, str]:
 
 def test_conda_env_matches_pyproject() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    wanted = {k: v for k, v in _pins(project["dependencies"]).items() if k not in NOT_IN_ENV}
+    wanted = _pins(project["dependencies"])  # the workflow extra (snakemake) is not needed inside jobs
     envs = sorted((ROOT / "envs").glob("*.yaml"))
     assert envs, "no conda environment under envs/"
     for env_path in envs:
         env = yaml.safe_load(env_path.read_text())
         pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
         have = _pins(pip)
-        assert have == wanted, f"{env_path.name}: differs from pyproject: {set(have.items()) ^ set(wanted.items())}"
+        assert have == wanted, (
+            f"{env_path.name}: differs from pyproject: {set(have.items()) ^ set(wanted.items())}"
+        )
         python = [d for d in env["dependencies"] if isinstance(d, str) and d.startswith("python=")]
         assert python and tuple(int(x) for x in python[0].split("=")[1].split(".")[:2]) >= (3, 11)
 
@@ -45,7 +45,7 @@ def test_every_rule_uses_an_existing_env() -> None:
 def test_export_source_path_prepends_once(monkeypatch) -> None:
     import os
 
-    from caspes.runlog import export_source_path
+    from caspes.core.runlog import export_source_path
 
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(["/a", "/src"]))
     export_source_path("/src")

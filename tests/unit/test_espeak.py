@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from caspes.espeak import (
+from caspes.data.synthetic.espeak import (
     NATIVE_SAMPLE_RATE,
     EspeakSynthesizer,
     Synthesis,
@@ -209,7 +209,7 @@ def test_deterministic_and_voice_dependent(synth: EspeakSynthesizer) -> None:
 def test_deterministic_across_processes(synth: EspeakSynthesizer) -> None:
     code = (
         "import sys, hashlib; sys.path.insert(0, sys.argv[1]);"
-        "from caspes.espeak import EspeakSynthesizer, Voice;"
+        "from caspes.data.synthetic.espeak import EspeakSynthesizer, Voice;"
         "r = EspeakSynthesizer().synthesize_pcm(sys.argv[2], Voice('it'));"
         "print(hashlib.sha256(r.samples.tobytes()).hexdigest(), repr([(w.start, w.end) for w in r.words]))"
     )

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from caspes.data import UtterancePolicy
-from caspes.europarl import EuroparlSplit, import_europarl_st
-from caspes.io import DataError, read_audio, read_manifest, read_skipped, resolve_audio_path
+from caspes.core.audio import read_audio, resolve_audio_path
+from caspes.core.manifest import DataError, read_manifest, read_skipped
+from caspes.data.europarl import EuroparlSplit, import_europarl_st
+from caspes.data.policy import UtterancePolicy
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed")
 
@@ -47,7 +48,20 @@ def originals(tmp_path_factory) -> dict[str, tuple[np.ndarray, Path]]:
         wav, m4a = d / f"{speech}.wav", d / f"{speech}.m4a"
         sf.write(str(wav), wave, SR, subtype="PCM_16")
         subprocess.run(
-            ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(wav), "-c:a", "aac", "-b:a", "64k", str(m4a)],
+            [
+                "ffmpeg",
+                "-nostdin",
+                "-v",
+                "error",
+                "-y",
+                "-i",
+                str(wav),
+                "-c:a",
+                "aac",
+                "-b:a",
+                "64k",
+                str(m4a),
+            ],
             check=True,
         )
         out[speech] = (read_audio(wav)[0], m4a)
@@ -175,8 +189,15 @@ def test_missing_files_and_ffmpeg(tmp_path, originals):
         _run(split, tmp_path)
     split = _release(tmp_path / "release2", originals)
     with pytest.raises(DataError, match="Debian package ffmpeg"):
-        import_europarl_st(split, tmp_path / "m.tsv", tmp_path / "a", UtterancePolicy(),
-                           tmp_path / "s.tsv", ffmpeg="/nonexistent/ffmpeg", progress=False)
+        import_europarl_st(
+            split,
+            tmp_path / "m.tsv",
+            tmp_path / "a",
+            UtterancePolicy(),
+            tmp_path / "s.tsv",
+            ffmpeg="/nonexistent/ffmpeg",
+            progress=False,
+        )
 
 
 def test_missing_m4a_is_skipped(tmp_path, originals):
@@ -188,11 +209,11 @@ def test_missing_m4a_is_skipped(tmp_path, originals):
     rows = read_manifest(tmp_path / "data" / "test.tsv")
     assert [r["id"] for r in rows] == [f"{SPEECH_B}_0"]
     written = read_skipped(tmp_path / "data" / "test.skipped.tsv")
-    assert [(s.id, s.reason) for s in written] == [
-        (f"{SPEECH_A}_{k}", "missing_audio") for k in range(3)
-    ]
+    assert [(s.id, s.reason) for s in written] == [(f"{SPEECH_A}_{k}", "missing_audio") for k in range(3)]
     assert [s.source.rsplit("/", 1)[-1] for s in written] == [
-        "segments.lst:1", "segments.lst:2", "segments.lst:4"
+        "segments.lst:1",
+        "segments.lst:2",
+        "segments.lst:4",
     ]
 
     with pytest.raises(DataError, match="missing_audio"):
@@ -208,15 +229,19 @@ def test_empty_text_and_too_long_are_skipped(tmp_path, originals):
     # A_1 (1.5 s) and B_0 (1.8 s) are too long; A_2 has an empty translation.
     assert n == 1
     assert sorted((s.id, s.reason) for s in skips.skips) == [
-        (f"{SPEECH_A}_1", "too_long"), (f"{SPEECH_A}_2", "empty_text"), (f"{SPEECH_B}_0", "too_long"),
+        (f"{SPEECH_A}_1", "too_long"),
+        (f"{SPEECH_A}_2", "empty_text"),
+        (f"{SPEECH_B}_0", "too_long"),
     ]
     assert [r["id"] for r in read_manifest(tmp_path / "data" / "test.tsv")] == [f"{SPEECH_A}_0"]
     assert len(read_skipped(tmp_path / "data" / "test.skipped.tsv")) == 3
 
 
 def test_out_of_range_and_unreadable_audio(tmp_path, originals):
-    segments = SEGMENTS + [(SPEECH_B, 2.0, 2.9, "Too far.", "Troppo lontano."),   # B lasts 2.5 s
-                           (SPEECH_B, 2.0, 2.55, "Nearly.", "Quasi.")]            # within 0.1 s
+    segments = SEGMENTS + [
+        (SPEECH_B, 2.0, 2.9, "Too far.", "Troppo lontano."),  # B lasts 2.5 s
+        (SPEECH_B, 2.0, 2.55, "Nearly.", "Quasi."),
+    ]  # within 0.1 s
     split = _release(tmp_path / "release", originals, segments=segments, speakers=None)
     n, skips = _run(split, tmp_path)
     assert [(s.id, s.reason) for s in skips.skips] == [(f"{SPEECH_B}_1", "out_of_range")]

@@ -3,8 +3,10 @@ import pytest
 import torch
 import torchaudio
 
+from caspes.core.audio import write_audio
+from caspes.core.manifest import DataError, read_manifest, write_manifest
+from caspes.core.zipstore import read_archive_array
 from caspes.features import FbankOptions, FeatureReader, extract_split, fbank, utterance_cmvn
-from caspes.io import DataError, read_archive_array, read_manifest, write_audio, write_manifest
 
 
 def _tone(seconds=0.5, rate=16000, freq=300.0, seed=0):
@@ -47,8 +49,16 @@ def _manifest(tmp_path, rows):
 
 
 def _row(uid, audio):
-    return {"id": uid, "audio": audio, "n_frames": 0, "src_text": "a b", "tgt_text": "c d",
-            "speaker": "s", "src_lang": "en", "tgt_lang": "it"}
+    return {
+        "id": uid,
+        "audio": audio,
+        "n_frames": 0,
+        "src_text": "a b",
+        "tgt_text": "c d",
+        "speaker": "s",
+        "src_lang": "en",
+        "tgt_lang": "it",
+    }
 
 
 def test_extract_split_writes_archive_and_manifest(tmp_path):
@@ -88,4 +98,6 @@ def test_extract_split_accepts_stored_features_and_checks_shape(tmp_path):
 def test_extract_split_missing_audio_names_file(tmp_path):
     manifest = _manifest(tmp_path, [_row("u0", "audio/none.wav")])
     with pytest.raises(DataError, match="none.wav: audio file not found"):
-        extract_split(manifest, tmp_path / "o.fbank.zip", tmp_path / "o.fbank.tsv", FbankOptions(), progress=False)
+        extract_split(
+            manifest, tmp_path / "o.fbank.zip", tmp_path / "o.fbank.tsv", FbankOptions(), progress=False
+        )

@@ -1,4 +1,4 @@
-"""Unit tests for caspes.figures (Figures 2-4: heatmaps written as PNG and PDF)."""
+"""Unit tests for caspes.report.figures (Figures 2-4: heatmaps written as PNG and PDF)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from caspes.figures import (
+from caspes.report.figures import (
     PNG_DPI,
     _grid_figure,
     _maps_figure,

@@ -1,4 +1,4 @@
-"""Tests for the synthetic English -> Italian sentence generator (caspes.grammar)."""
+"""Tests for the synthetic English -> Italian sentence generator (caspes.data.synthetic.grammar)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from caspes import grammar
-from caspes.grammar import (
+from caspes.data.synthetic import grammar
+from caspes.data.synthetic.grammar import (
     NP,
     GrammarError,
     SentencePair,
@@ -54,7 +54,7 @@ def test_independent_of_pythonhashseed() -> None:
     src = str(Path(grammar.__file__).resolve().parents[1])
     code = (
         "import sys; sys.path.insert(0, sys.argv[1]);"
-        "from caspes.grammar import generate_pairs;"
+        "from caspes.data.synthetic.grammar import generate_pairs;"
         "print('|'.join(p.en + '=' + p.it for p in generate_pairs(150, 11, 0.3)))"
     )
     outs = []

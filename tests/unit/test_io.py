@@ -1,22 +1,19 @@
 import numpy as np
 import pytest
 
-from caspes.io import (
+from caspes.core.audio import is_archive_reference, n_frames_for_duration, read_audio, write_audio
+from caspes.core.manifest import (
     DataError,
-    FeatureArchiveWriter,
     Skip,
     format_word_times,
-    is_archive_reference,
-    n_frames_for_duration,
     parse_word_times,
-    read_archive_array,
-    read_audio,
     read_manifest,
     read_skipped,
-    write_audio,
     write_manifest,
     write_skipped,
 )
+from caspes.core.zipstore import read_archive_array
+from caspes.features import FeatureArchiveWriter
 
 
 def _row(uid, **kw):
@@ -38,7 +35,17 @@ def test_manifest_roundtrip_keeps_columns_and_lines(tmp_path):
     path = tmp_path / "m.tsv"
     write_manifest(path, [_row("a"), _row("b", word_times="0.100:0.300 0.350:0.700")])
     header = path.read_text().splitlines()[0].split("\t")
-    assert header == ["id", "audio", "n_frames", "src_text", "tgt_text", "speaker", "src_lang", "tgt_lang", "word_times"]
+    assert header == [
+        "id",
+        "audio",
+        "n_frames",
+        "src_text",
+        "tgt_text",
+        "speaker",
+        "src_lang",
+        "tgt_lang",
+        "word_times",
+    ]
     rows = read_manifest(path)
     assert [r["id"] for r in rows] == ["a", "b"]
     assert [r["_line"] for r in rows] == ["2", "3"]

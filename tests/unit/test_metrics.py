@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from caspes.metrics import bleu, chrf, normalizer_for, quality_row, wer, wer_details, wer_max
+from caspes.decode.metrics import bleu, chrf, normalizer_for, quality_row, wer, wer_details, wer_max
 
 
 def test_normalizers() -> None:
@@ -38,7 +38,7 @@ def test_wer_ignores_case_and_punctuation() -> None:
 
 
 def test_wer_skips_and_counts_empty_references(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="caspes.metrics"):
+    with caplog.at_level(logging.WARNING, logger="caspes.decode.metrics"):
         score = wer(["anything", "a b"], ["!!", "a b"], "en")
     assert score == 0.0
     assert "skipped 1 of 2" in caplog.text
@@ -103,8 +103,8 @@ def test_comet_needs_a_local_checkpoint_and_the_optional_package(tmp_path, monke
     import sys
     import types
 
-    from caspes.io import DataError
-    from caspes.metrics import comet
+    from caspes.core.manifest import DataError
+    from caspes.decode.metrics import comet
 
     with pytest.raises(DataError, match="decoding.comet_checkpoint: .*not found"):
         comet(["a"], ["b"], ["c"], tmp_path / "missing.ckpt")

@@ -1,4 +1,4 @@
-"""caspes.paper: table builders from per-run files, and the claims check."""
+"""caspes.report (paper tables and claims): table builders from per-run files, and the claims check."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from caspes.paper import build_table, claims_check, claims_markdown, run_of
-from caspes.tables import to_csv, to_markdown, write_table
+from caspes.report.claims import claims_check, claims_markdown
+from caspes.report.paper_tables import build_table
+from caspes.report.results import run_of
+from caspes.report.tables import to_csv, to_markdown, write_table
 
 
 def _corr(path: Path, values: dict[tuple[str, str], list[float]], pooling: str = "max2d") -> str:
@@ -157,7 +159,9 @@ def test_timestamp_claim(tmp_path: Path) -> None:
     df = pd.DataFrame(rows, columns=["model", "lang", "map", "method", "start error (ms)"])
     df.to_csv(tmp_path / "timestamps.csv", index=False)
     (claim,) = claims_check({"timestamps": tmp_path / "timestamps.csv"})
-    assert claim.holds and "best layer (CA l2) 120 ms" in claim.ours and "SM^H with argmax (40 ms" in claim.ours
+    assert (
+        claim.holds and "best layer (CA l2) 120 ms" in claim.ours and "SM^H with argmax (40 ms" in claim.ours
+    )
     df.loc[2, "start error (ms)"] = 130.0
     df.to_csv(tmp_path / "timestamps.csv", index=False)
     assert claims_check({"timestamps": tmp_path / "timestamps.csv"})[0].holds is False

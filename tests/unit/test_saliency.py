@@ -1,4 +1,4 @@
-"""Unit tests for caspes.saliency (saliency stores, shard selection, gathering, sharded runs)."""
+"""Unit tests for caspes.explain.stores and caspes.explain.shards (saliency stores, shard selection, gathering, sharded runs)."""
 
 from __future__ import annotations
 
@@ -11,22 +11,15 @@ import pytest
 import torch
 from tinymodels import one_thread, tiny_model  # noqa: F401 - one_thread is a fixture
 
-from caspes.archive import RecordArchive, RecordArchiveWriter
+from caspes.core.manifest import DataError, write_manifest
+from caspes.core.zipstore import RecordArchive, RecordArchiveWriter
+from caspes.decode.xattn import CrossAttentionStoreWriter, decoder_io, row_roles
+from caspes.explain.segment import SegmentationOptions, SegmentationStore, write_segmentations
+from caspes.explain.shards import explain_shard, gather_shards, select_ids, shard_ids
+from caspes.explain.spes import OcclusionOptions, explain_encoder, explain_input
+from caspes.explain.stores import SaliencyRecord, SaliencyStore, SaliencyStoreWriter
 from caspes.features import FbankOptions, FeatureReader, extract_split
-from caspes.io import DataError, write_manifest
-from caspes.saliency import (
-    SaliencyRecord,
-    SaliencyStore,
-    SaliencyStoreWriter,
-    explain_shard,
-    gather_shards,
-    select_ids,
-    shard_ids,
-)
-from caspes.segment import SegmentationOptions, SegmentationStore, write_segmentations
-from caspes.spes import OcclusionOptions, explain_encoder, explain_input
-from caspes.train import load_model, save_checkpoint
-from caspes.xattn import CrossAttentionStoreWriter, decoder_io, row_roles
+from caspes.model.checkpoint import load_model, save_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -1,4 +1,4 @@
-"""Unit tests for caspes.segment (multi-level SLIC of a spectrogram, spec §1)."""
+"""Unit tests for caspes.explain.segment (multi-level SLIC of a spectrogram, spec §1)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from skimage.segmentation import slic
 
-from caspes.archive import RecordArchive
-from caspes.io import DataError
-from caspes.segment import (
+from caspes.core.manifest import DataError
+from caspes.core.zipstore import RecordArchive
+from caspes.explain.segment import (
     SegmentationOptions,
     SegmentationStore,
     n_segments,

@@ -1,4 +1,4 @@
-"""Unit tests for caspes.spes (SPES occlusion saliency SM^X and SM^H, spec §1-§3)."""
+"""Unit tests for caspes.explain.spes (SPES occlusion saliency SM^X and SM^H, spec §1-§3)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import torch
 from tinymodels import fake_model_dims, one_thread, tiny_model  # noqa: F401 - one_thread is a fixture
 from torch import nn
 
-import caspes.spes as spes
-from caspes.model import S2TModel
-from caspes.segment import SegmentationOptions, segment_levels
-from caspes.spes import (
+import caspes.explain.spes as spes
+from caspes.explain.maps import normalize_per_token
+from caspes.explain.segment import SegmentationOptions, segment_levels
+from caspes.explain.spes import (
     OcclusionOptions,
     auto_batch_size,
     clean_log_probs,
@@ -22,9 +22,9 @@ from caspes.spes import (
     explain_input,
     kl_rows,
     masks_per_level,
-    normalize_per_token,
     utterance_seed,
 )
+from caspes.model import S2TModel
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -589,9 +589,13 @@ def test_cuda_engine_batch_invariant_and_bf16_close() -> None:
     one = explain_input(model, x, dec, levels, OcclusionOptions(n_masks=200, seed=3, batch_size=1), "u")
     np.testing.assert_array_equal(auto.counts, one.counts)
     np.testing.assert_allclose(auto.saliency, one.saliency, rtol=1e-3, atol=1e-6)
-    bf16 = explain_input(model, x, dec, levels, OcclusionOptions(n_masks=200, seed=3, autocast_bf16=True), "u")
+    bf16 = explain_input(
+        model, x, dec, levels, OcclusionOptions(n_masks=200, seed=3, autocast_bf16=True), "u"
+    )
     r = np.corrcoef(bf16.saliency.reshape(-1), auto.saliency.reshape(-1))[0, 1]
     assert r > 0.95
     h32 = explain_encoder(model, x, dec, OcclusionOptions(n_masks=300, p=0.7, seed=3), "u")
-    h16 = explain_encoder(model, x, dec, OcclusionOptions(n_masks=300, p=0.7, seed=3, autocast_bf16=True), "u")
+    h16 = explain_encoder(
+        model, x, dec, OcclusionOptions(n_masks=300, p=0.7, seed=3, autocast_bf16=True), "u"
+    )
     assert np.corrcoef(h32.saliency.reshape(-1), h16.saliency.reshape(-1))[0, 1] > 0.95

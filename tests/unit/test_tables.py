@@ -9,7 +9,16 @@ import math
 import numpy as np
 import pytest
 
-from caspes.tables import Cell, Table, format_value, mark_best, to_csv, to_latex, to_markdown, write_table
+from caspes.report.tables import (
+    Cell,
+    Table,
+    format_value,
+    mark_best,
+    to_csv,
+    to_latex,
+    to_markdown,
+    write_table,
+)
 
 NAN = float("nan")
 

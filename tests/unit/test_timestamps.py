@@ -3,19 +3,21 @@ import math
 import numpy as np
 import pytest
 
-from caspes.timestamps import (
+from caspes.analysis.dtw import (
     FRAME_SECONDS,
-    align_words,
     dtw_cost,
     dtw_path,
-    estimate_word_times,
-    group_words,
     normalise_rows,
     scale_rows,
-    timestamp_errors,
     token_spans_argmax,
     token_spans_centroid,
     token_spans_dtw,
+)
+from caspes.analysis.timestamps import (
+    align_words,
+    estimate_word_times,
+    group_words,
+    timestamp_errors,
     word_times,
     words_text,
 )

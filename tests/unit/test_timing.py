@@ -1,4 +1,4 @@
-"""caspes.timing: word timestamps of stored maps against ground-truth word times."""
+"""caspes.analysis.timestamps: word timestamps of stored maps against ground-truth word times."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from caspes.io import DataError, format_word_times, write_manifest
-from caspes.timing import evaluate_timestamps
-from caspes.xattn import CrossAttentionStoreWriter
+from caspes.analysis.timestamps import evaluate_timestamps
+from caspes.core.manifest import DataError, format_word_times, write_manifest
+from caspes.decode.xattn import CrossAttentionStoreWriter
 
 PIECES = ["<lang:en>", "▁the", "▁ca", "t", "▁sat", "</s>"]
 ROLES = ["lang", "token", "token", "token", "token", "eos"]

@@ -1,6 +1,6 @@
 import pytest
 
-from caspes.io import DataError, write_manifest
+from caspes.core.manifest import DataError, write_manifest
 from caspes.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Tokenizer, collect_texts, train_tokenizer
 
 EN = ["the black cat sleeps", "the red car is fast", "she sees him", "my dog eats the bread"] * 5
@@ -37,8 +37,18 @@ def test_vocab_size_is_an_upper_bound(tmp_path):
 
 
 def test_collect_texts_by_language(tmp_path):
-    rows = [{"id": "a", "audio": "x", "n_frames": 1, "src_text": "the cat", "tgt_text": "il gatto",
-             "speaker": "", "src_lang": "en", "tgt_lang": "it"}]
+    rows = [
+        {
+            "id": "a",
+            "audio": "x",
+            "n_frames": 1,
+            "src_text": "the cat",
+            "tgt_text": "il gatto",
+            "speaker": "",
+            "src_lang": "en",
+            "tgt_lang": "it",
+        }
+    ]
     write_manifest(tmp_path / "en.tsv", rows)
     assert collect_texts([tmp_path / "en.tsv"], ["en"]) == ["the cat"]
     assert collect_texts([tmp_path / "en.tsv"], ["en", "it"]) == ["the cat", "il gatto"]

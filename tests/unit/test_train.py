@@ -11,11 +11,17 @@ import pytest
 import torch
 
 from caspes import __version__
-from caspes import train as T
-from caspes.features import FeatureReader
-from caspes.io import FeatureArchiveWriter, write_manifest
+from caspes.core.manifest import write_manifest
+from caspes.features import FeatureArchiveWriter, FeatureReader
 from caspes.model import ModelDimensions, S2TModel, S2TOutput
+from caspes.model.checkpoint import average_checkpoints, load_checkpoint, load_model, save_checkpoint
 from caspes.tokenizer import EOS_ID, PAD_ID, Tokenizer, train_tokenizer
+from caspes.train import loop
+from caspes.train.augment import spec_augment
+from caspes.train.config import TrainConfig, lr_at_step, make_scheduler
+from caspes.train.data import TrainingData, build_target
+from caspes.train.loop import HISTORY_COLUMNS, discard_stale_checkpoints, train
+from caspes.train.losses import CTC_BLANK_ID, compute_losses
 
 EN = "the cat dog sees a red blue big small bird runs jumps".split()
 IT = "il gatto cane vede un rosso blu grande piccolo uccello corre salta".split()
@@ -76,7 +82,7 @@ def _dims(tok, dropout=0.0) -> ModelDimensions:
     )
 
 
-def _config(**kw) -> T.TrainConfig:
+def _config(**kw) -> TrainConfig:
     base = dict(
         seed=3,
         max_steps=10,
@@ -92,11 +98,11 @@ def _config(**kw) -> T.TrainConfig:
         log_every=5,
     )
     base.update(kw)
-    return T.TrainConfig(**base)
+    return TrainConfig(**base)
 
 
 def _data(corpus, config, manifest="all", **kw):
-    return T.TrainingData.from_config([(_reader(corpus, manifest), corpus["tok"])], config, cache=True, **kw)
+    return TrainingData.from_config([(_reader(corpus, manifest), corpus["tok"])], config, cache=True, **kw)
 
 
 def _history(path):
@@ -107,36 +113,36 @@ def _history(path):
 
 # --------------------------------------------------------------------------- config / schedule
 def test_config_roundtrip_and_validation():
-    cfg = T.TrainConfig.from_dict({"max_steps": 7, "betas": [0.9, 0.98], "specaugment_policy": "lb"})
+    cfg = TrainConfig.from_dict({"max_steps": 7, "betas": [0.9, 0.98], "specaugment_policy": "lb"})
     assert cfg.betas == (0.9, 0.98) and cfg.specaug_freq_masks == 1 and cfg.specaug_time_width == 100
-    assert T.TrainConfig.from_dict(cfg.asdict()) == cfg
+    assert TrainConfig.from_dict(cfg.asdict()) == cfg
     assert cfg.effective_st_probability == 0.0
-    assert T.TrainConfig(stage="asr_st", st_probability=0.3).effective_st_probability == 0.3
+    assert TrainConfig(stage="asr_st", st_probability=0.3).effective_st_probability == 0.3
     with pytest.raises(ValueError, match="unknown"):
-        T.TrainConfig.from_dict({"max_stepz": 1})
+        TrainConfig.from_dict({"max_stepz": 1})
     with pytest.raises(ValueError, match="stage"):
-        T.TrainConfig(stage="st")
+        TrainConfig(stage="st")
     with pytest.raises(ValueError, match="warmup"):
-        T.TrainConfig(warmup_steps=0)
+        TrainConfig(warmup_steps=0)
 
 
 def test_noam_schedule():
-    cfg = T.TrainConfig(peak_lr=2e-3, warmup_steps=100)
-    lrs = [T.lr_at_step(s, cfg) for s in range(1, 1001)]
+    cfg = TrainConfig(peak_lr=2e-3, warmup_steps=100)
+    lrs = [lr_at_step(s, cfg) for s in range(1, 1001)]
     assert int(np.argmax(lrs)) + 1 == 100
     assert lrs[99] == pytest.approx(2e-3)
     assert lrs[49] == pytest.approx(1e-3)  # linear warm-up
     assert all(a < b for a, b in zip(lrs[:99], lrs[1:100], strict=True))
     for s in (100, 150, 400, 1000):  # lr * sqrt(step) constant after the warm-up
-        assert T.lr_at_step(s, cfg) * math.sqrt(s) == pytest.approx(2e-3 * math.sqrt(100))
-    assert T.lr_at_step(400, cfg) == pytest.approx(1e-3)
-    const = T.TrainConfig(peak_lr=5e-4, lr_schedule="constant")
-    assert {T.lr_at_step(s, const) for s in (1, 10, 10_000)} == {5e-4}
+        assert lr_at_step(s, cfg) * math.sqrt(s) == pytest.approx(2e-3 * math.sqrt(100))
+    assert lr_at_step(400, cfg) == pytest.approx(1e-3)
+    const = TrainConfig(peak_lr=5e-4, lr_schedule="constant")
+    assert {lr_at_step(s, const) for s in (1, 10, 10_000)} == {5e-4}
     # The torch scheduler gives the optimizer lr_at_step(s) for the s-th update.
     opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=cfg.peak_lr)
-    sched = T._make_scheduler(opt, cfg)
+    sched = make_scheduler(opt, cfg)
     for s in range(1, 300):
-        assert opt.param_groups[0]["lr"] == pytest.approx(T.lr_at_step(s, cfg))
+        assert opt.param_groups[0]["lr"] == pytest.approx(lr_at_step(s, cfg))
         opt.step()
         sched.step()
 
@@ -144,7 +150,7 @@ def test_noam_schedule():
 # --------------------------------------------------------------------------- targets / data
 def test_targets_asr_and_st(corpus):
     tok = corpus["tok"]
-    assert T.build_target(7, [11, 12]) == ([EOS_ID, 7, 11, 12], [7, 11, 12, EOS_ID])
+    assert build_target(7, [11, 12]) == ([EOS_ID, 7, 11, 12], [7, 11, 12, EOS_ID])
     data = _data(corpus, _config(stage="asr_st", st_probability=0.5))
     i = 0
     utt = data.utterances[i]
@@ -162,7 +168,7 @@ def test_targets_asr_and_st(corpus):
         assert batch.ctc_src_targets[k, : batch.ctc_src_lengths[k]].tolist() == src
         assert batch.ctc_tgt_targets[k, : batch.ctc_tgt_lengths[k]].tolist() == pieces
     assert batch.is_st.tolist() == [False, True]
-    assert T.CTC_BLANK_ID == 0 and all(0 not in u.src_ids + u.tgt_ids for u in data.utterances)
+    assert CTC_BLANK_ID == 0 and all(0 not in u.src_ids + u.tgt_ids for u in data.utterances)
 
     n = len(data)
     assert not data.st_choices(1, 0.0).any()
@@ -189,20 +195,20 @@ def test_ce_ignores_language_tag_and_padding(corpus):
         encoder_padding_mask=torch.zeros(b, 10, dtype=torch.bool),
     )
     cfg = _config(label_smoothing=0.1)
-    ce = T.compute_losses(out, batch, cfg)["ce"]
+    ce = compute_losses(out, batch, cfg)["ce"]
     changed = logits.clone()
     changed[:, 0] = 100 * torch.randn(b, v)  # tag position
     changed[batch.target.eq(PAD_ID)] = 50.0  # padded positions
     out2 = S2TOutput(
         logits=changed, encoder_lengths=out.encoder_lengths, encoder_padding_mask=out.encoder_padding_mask
     )
-    assert torch.equal(T.compute_losses(out2, batch, cfg)["ce"], ce)
+    assert torch.equal(compute_losses(out2, batch, cfg)["ce"], ce)
     # Reference: plain NLL without smoothing over the non-tag, non-pad positions.
     lp = torch.log_softmax(logits[:, 1:], -1)
     tgt = batch.target[:, 1:]
     mask = tgt.ne(PAD_ID)
     ref = -lp.gather(-1, tgt.unsqueeze(-1)).squeeze(-1)[mask].mean()
-    assert torch.allclose(T.compute_losses(out, batch, _config(label_smoothing=0.0))["ce"], ref)
+    assert torch.allclose(compute_losses(out, batch, _config(label_smoothing=0.0))["ce"], ref)
 
 
 def test_batching_and_length_filter(corpus, caplog):
@@ -238,7 +244,7 @@ def test_need_translation_skips_are_counted(corpus, tmp_path):
         r["audio"] = str(corpus["root"] / "fbank.zip") + ":" + r["audio"].split(":", 1)[1]
     write_manifest(tmp_path / "m.tsv", rows)
     reader = FeatureReader(tmp_path / "m.tsv")
-    data = T.TrainingData([(reader, corpus["tok"])], max_frames_per_batch=1000, need_translation=True)
+    data = TrainingData([(reader, corpus["tok"])], max_frames_per_batch=1000, need_translation=True)
     assert len(data) == 1 and dict(data.skipped) == {"no_translation": 1, "empty_transcript": 1}
     assert data.features(0).shape == (LENGTHS[0], 80)
 
@@ -258,7 +264,7 @@ def test_spec_augment_masks_with_zeros():
     x_before = x.clone()
     seen_masked = False
     for seed in range(20):
-        y = T.spec_augment(x, lengths, cfg, np.random.default_rng(seed))
+        y = spec_augment(x, lengths, cfg, np.random.default_rng(seed))
         assert torch.equal(x[1, 30:], y[1, 30:])  # padding untouched
         assert ((y == 0) | (y == x)).all()  # masked cells are exactly 0, others unchanged
         for b, n in enumerate(lengths.tolist()):
@@ -269,24 +275,24 @@ def test_spec_augment_masks_with_zeros():
             assert zero_cols <= 2 * 27
             seen_masked |= bool((valid == 0).any())
     assert seen_masked
-    y1 = T.spec_augment(x, lengths, cfg, np.random.default_rng(5))
-    y2 = T.spec_augment(x, lengths, cfg, np.random.default_rng(5))
+    y1 = spec_augment(x, lengths, cfg, np.random.default_rng(5))
+    y2 = spec_augment(x, lengths, cfg, np.random.default_rng(5))
     assert torch.equal(y1, y2) and torch.equal(x, x_before)  # the input is not modified
 
 
 @pytest.mark.parametrize("enabled", [True, False])
 def test_spec_augment_only_on_training_batches(corpus, tmp_path, monkeypatch, enabled):
     calls = []
-    original = T.spec_augment
+    original = spec_augment
 
     def spy(features, lengths, config, rng):
         calls.append(features.shape)
         return original(features, lengths, config, rng)
 
-    monkeypatch.setattr(T, "spec_augment", spy)
+    monkeypatch.setattr(loop, "spec_augment", spy)
     cfg = _config(max_steps=3, dev_every=1, checkpoint_every=0, specaugment=enabled)
     dev = _data(corpus, cfg, "dev", name="dev")
-    T.train(_dims(corpus["tok"]), cfg, _data(corpus, cfg), dev, tmp_path, progress=False)
+    train(_dims(corpus["tok"]), cfg, _data(corpus, cfg), dev, tmp_path, progress=False)
     assert len(calls) == (3 if enabled else 0)  # never on the dev batches
     _, rows = _history(tmp_path / "history.tsv")
     assert all(r["dev_loss"] != "" for r in rows)
@@ -308,11 +314,11 @@ def test_overfit_ten_utterances(corpus, tmp_path):
     )
     data = _data(corpus, cfg, "train10")
     assert len(data) == 10 and len(data.batches) == 1
-    last = T.train(_dims(tok, dropout=0.0), cfg, data, None, tmp_path, progress=False)
+    last = train(_dims(tok, dropout=0.0), cfg, data, None, tmp_path, progress=False)
     _, rows = _history(tmp_path / "history.tsv")
     ce = [float(r["ce"]) for r in rows]
     assert len(rows) == 80 and ce[-1] < 0.1 * ce[0]
-    model, ckpt = T.load_model(last)
+    model, ckpt = load_model(last)
     assert not model.training and ckpt["step"] == 80
     batch = data.collate(data.batches[0])
     with torch.no_grad():
@@ -340,7 +346,7 @@ def test_resume_is_bitwise_identical(corpus, tmp_path, caplog):
     dev = _data(corpus, cfg, "dev", name="dev")
     assert len(data.batches) >= 4  # several epochs in 12 steps
 
-    a = T.train(dims, cfg, data, dev, tmp_path / "a", progress=False)
+    a = train(dims, cfg, data, dev, tmp_path / "a", progress=False)
 
     class Killed(RuntimeError):
         pass
@@ -350,17 +356,17 @@ def test_resume_is_bitwise_identical(corpus, tmp_path, caplog):
             raise Killed
 
     with pytest.raises(Killed):
-        T.train(dims, cfg, data, dev, tmp_path / "b", progress=False, callback=kill_at_7)
-    assert T.load_checkpoint(tmp_path / "b" / "checkpoint_last.pt")["step"] == 5
+        train(dims, cfg, data, dev, tmp_path / "b", progress=False, callback=kill_at_7)
+    assert load_checkpoint(tmp_path / "b" / "checkpoint_last.pt")["step"] == 5
     _, rows_killed = _history(tmp_path / "b" / "history.tsv")
     assert len(rows_killed) == 7  # rows 6 and 7 are on disk but not in the checkpoint
     # Snakemake deletes a killed job's declared output before rerunning it: resume from checkpoint_5.pt.
     (tmp_path / "b" / "checkpoint_last.pt").unlink()
     with caplog.at_level(logging.INFO, logger="caspes.train"):
-        b = T.train(dims, cfg, data, dev, tmp_path / "b", progress=False)
+        b = train(dims, cfg, data, dev, tmp_path / "b", progress=False)
     assert "resuming from step 5" in caplog.text
 
-    ca, cb = T.load_checkpoint(a), T.load_checkpoint(b)
+    ca, cb = load_checkpoint(a), load_checkpoint(b)
     assert (
         ca["step"] == cb["step"] == 12
         and ca["epoch"] == cb["epoch"]
@@ -373,14 +379,14 @@ def test_resume_is_bitwise_identical(corpus, tmp_path, caplog):
         assert all(torch.equal(sa[k], sb[k]) for k in sa)
     ha, ra = _history(tmp_path / "a" / "history.tsv")
     hb, rb = _history(tmp_path / "b" / "history.tsv")
-    assert ha == hb == list(T.HISTORY_COLUMNS) and len(ra) == len(rb) == 12
+    assert ha == hb == list(HISTORY_COLUMNS) and len(ra) == len(rb) == 12
     for x, y in zip(ra, rb, strict=True):
         x.pop("wall_s"), y.pop("wall_s")
         assert x == y
     assert [r["step"] for r in ra] == [str(s) for s in range(1, 13)]
     assert [r["dev_loss"] != "" for r in ra] == [s % 4 == 0 for s in range(1, 13)]
     for r in ra:  # the logged lr is the schedule's lr of that update
-        assert float(r["lr"]) == pytest.approx(T.lr_at_step(int(r["step"]), cfg), rel=1e-6)
+        assert float(r["lr"]) == pytest.approx(lr_at_step(int(r["step"]), cfg), rel=1e-6)
     # keep_last=2 numbered checkpoints (5 and 10), and the last one.
     assert sorted(p.name for p in (tmp_path / "a").glob("checkpoint_*.pt")) == [
         "checkpoint_10.pt",
@@ -394,7 +400,7 @@ def test_resume_is_bitwise_identical(corpus, tmp_path, caplog):
     assert {"python", "numpy", "torch"} <= set(ca["rng"])
     # Nothing left to do: returns the existing checkpoint untouched.
     before = (tmp_path / "a" / "checkpoint_last.pt").stat().st_mtime_ns
-    assert T.train(dims, cfg, data, dev, tmp_path / "a", progress=False) == a
+    assert train(dims, cfg, data, dev, tmp_path / "a", progress=False) == a
     assert (tmp_path / "a" / "checkpoint_last.pt").stat().st_mtime_ns == before
 
 
@@ -403,13 +409,13 @@ def test_init_checkpoint_loads_weights_only(corpus, tmp_path):
     dims = _dims(tok)
     cfg = _config(max_steps=2, checkpoint_every=0)
     data = _data(corpus, cfg)
-    first = T.train(dims, cfg, data, None, tmp_path / "asr", progress=False)
-    model, _ = T.load_model(first)
+    first = train(dims, cfg, data, None, tmp_path / "asr", progress=False)
+    model, _ = load_model(first)
     cfg2 = _config(max_steps=1, checkpoint_every=0, stage="asr_st", peak_lr=1e-9, lr_schedule="constant")
-    second = T.train(
+    second = train(
         dims, cfg2, _data(corpus, cfg2), None, tmp_path / "st", init_checkpoint=first, progress=False
     )
-    ck = T.load_checkpoint(second)
+    ck = load_checkpoint(second)
     assert ck["step"] == 1 and ck["scheduler"]["last_epoch"] == 1
     assert len(ck["optimizer"]["state"]) > 0
     # One update with lr 1e-9 from the ASR weights: parameters nearly unchanged.
@@ -429,7 +435,7 @@ def test_average_checkpoints(corpus, tmp_path):
                 m.num_batches_tracked.fill_(10 * (k + 1))
         states.append({n: t.clone() for n, t in model.state_dict().items()})
         paths.append(
-            T.save_checkpoint(
+            save_checkpoint(
                 tmp_path / f"c{k}.pt",
                 {
                     "dims": dims.asdict(),
@@ -442,8 +448,8 @@ def test_average_checkpoints(corpus, tmp_path):
                 },
             )
         )
-    out = T.average_checkpoints(paths, tmp_path / "avg.pt")
-    avg = T.load_checkpoint(out)
+    out = average_checkpoints(paths, tmp_path / "avg.pt")
+    avg = load_checkpoint(out)
     assert "optimizer" not in avg and avg["dims"] == dims.asdict() and avg["tokenizer"]["model"] == b"abc"
     assert avg["step"] == 2 and avg["averaged_from"] == [str(p) for p in paths]
     for name, t in avg["model"].items():
@@ -453,7 +459,7 @@ def test_average_checkpoints(corpus, tmp_path):
         else:
             assert torch.equal(t, states[-1][name]), name
     assert any(n.endswith("num_batches_tracked") for n in avg["model"])
-    model, _ = T.load_model(out)
+    model, _ = load_model(out)
     assert not model.training
 
 
@@ -461,14 +467,14 @@ def test_changed_settings_discard_checkpoints_but_more_steps_resume(corpus, tmp_
     tok = corpus["tok"]
     dims = _dims(tok)
     cfg = _config(max_steps=4, checkpoint_every=2)
-    T.train(dims, cfg, _data(corpus, cfg), None, tmp_path, progress=False)
+    train(dims, cfg, _data(corpus, cfg), None, tmp_path, progress=False)
     # More steps, same settings: nothing discarded, training continues.
     more = _config(max_steps=6, checkpoint_every=2)
-    assert not T.discard_stale_checkpoints(tmp_path, dims, more, tok)
+    assert not discard_stale_checkpoints(tmp_path, dims, more, tok)
     # Another learning rate: the old checkpoints and history go.
     other = _config(max_steps=6, checkpoint_every=2, peak_lr=1e-4)
     with caplog.at_level(logging.WARNING, logger="caspes.train"):
-        assert T.discard_stale_checkpoints(tmp_path, dims, other, tok)
+        assert discard_stale_checkpoints(tmp_path, dims, other, tok)
     assert "peak_lr" in caplog.text and "starting over" in caplog.text
     assert not list(tmp_path.glob("checkpoint_*.pt")) and not (tmp_path / "history.tsv").exists()
-    assert not T.discard_stale_checkpoints(tmp_path, dims, other, tok)
+    assert not discard_stale_checkpoints(tmp_path, dims, other, tok)

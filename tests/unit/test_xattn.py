@@ -1,4 +1,4 @@
-"""Unit tests for caspes.xattn (cross-attention of the final hypothesis and its store)."""
+"""Unit tests for caspes.decode.xattn (cross-attention of the final hypothesis and its store)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,10 @@ import pytest
 import torch
 from tinymodels import one_thread, tiny_model  # noqa: F401 - one_thread is a fixture
 
-from caspes.beam import beam_search
-from caspes.decode import DecodingOptions
-from caspes.io import DataError
-from caspes.model import S2TModel
-from caspes.xattn import (
+from caspes.core.manifest import DataError
+from caspes.decode.beam import beam_search
+from caspes.decode.options import DecodingOptions
+from caspes.decode.xattn import (
     CrossAttentionRecord,
     CrossAttentionStore,
     CrossAttentionStoreWriter,
@@ -21,6 +20,7 @@ from caspes.xattn import (
     row_roles,
     write_cross_attention_store,
 )
+from caspes.model import S2TModel
 
 N_MELS = 8
 EOS = 2

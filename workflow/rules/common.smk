@@ -5,12 +5,12 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-validate(config, "../schemas/config.schema.yaml")
-
 SRC = str(Path(workflow.basedir) / "src")
 sys.path.insert(0, SRC)
-from caspes.config import check_config  # noqa: E402
-from caspes.runlog import export_source_path  # noqa: E402
+from caspes.core.config import SCHEMA_PATH, check_config  # noqa: E402
+from caspes.core.runlog import export_source_path  # noqa: E402
+
+validate(config, str(SCHEMA_PATH))
 
 # Jobs (local, cluster, or in the conda env of --sdm conda) import the package from this checkout.
 export_source_path(SRC)
@@ -359,7 +359,7 @@ def timestamp_runs():
 
 
 def get_table_inputs(wildcards):
-    """Input files of one paper table (lists named as caspes.paper.build_table expects)."""
+    """Input files of one paper table (lists named as caspes.report.paper_tables.build_table expects)."""
     t = wildcards.table
     others = [m for m in MODELS if m != ABLATION] or list(MODELS)
     if t == "table1":

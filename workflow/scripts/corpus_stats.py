@@ -2,8 +2,8 @@
 
 import pandas as pd
 
-from caspes.data import STATS_COLUMNS, corpus_statistics
-from caspes.runlog import setup_rule_logging
+from caspes.core.runlog import setup_rule_logging
+from caspes.data.manifests import STATS_COLUMNS, corpus_statistics
 
 snakemake = snakemake  # type: ignore[name-defined]  # noqa: F821 - injected by Snakemake
 log = setup_rule_logging(snakemake.log[0])

@@ -2,8 +2,8 @@
 
 import pandas as pd
 
-from caspes.analysis import correlate_stores, summarise
-from caspes.runlog import setup_rule_logging
+from caspes.analysis.correlation import correlate_stores, summarise
+from caspes.core.runlog import setup_rule_logging
 
 snakemake = snakemake  # type: ignore[name-defined]  # noqa: F821 - injected by Snakemake
 log = setup_rule_logging(snakemake.log[0])
@@ -16,4 +16,6 @@ for row in summarise(records, ["pooling", "layer", "head"]):
         log.info("%s", row)
 undefined = int(table["r"].isna().sum())
 if undefined:
-    log.warning("%d utterance-level correlations are undefined (constant map) and left out of means", undefined)
+    log.warning(
+        "%d utterance-level correlations are undefined (constant map) and left out of means", undefined
+    )

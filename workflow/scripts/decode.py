@@ -3,8 +3,9 @@
 import pandas as pd
 import torch
 
-from caspes.decode import DecodingOptions, decode_split
-from caspes.runlog import setup_rule_logging
+from caspes.core.runlog import setup_rule_logging
+from caspes.decode.options import DecodingOptions
+from caspes.decode.run import decode_split
 
 snakemake = snakemake  # type: ignore[name-defined]  # noqa: F821 - injected by Snakemake
 setup_rule_logging(snakemake.log[0])

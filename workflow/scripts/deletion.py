@@ -3,13 +3,14 @@
 import pandas as pd
 import torch
 
-from caspes.decode import DecodingOptions
-from caspes.deletion import deletion_curve, deletion_map_spec, deletion_orders
+from caspes.core.runlog import setup_rule_logging
+from caspes.decode.options import DecodingOptions
+from caspes.explain.deletion import deletion_curve, deletion_map_spec, deletion_orders
+from caspes.explain.shards import select_ids
 from caspes.features import FeatureReader
-from caspes.runlog import setup_rule_logging
-from caspes.saliency import select_ids
+from caspes.model.checkpoint import load_model
+from caspes.model.inference import resolve_device
 from caspes.tokenizer import Tokenizer
-from caspes.train import load_model, resolve_device
 
 snakemake = snakemake  # type: ignore[name-defined]  # noqa: F821 - injected by Snakemake
 log = setup_rule_logging(snakemake.log[0])

@@ -3,8 +3,8 @@
 import pandas as pd
 import torch
 
-from caspes.decode import evaluate_greedy
-from caspes.runlog import setup_rule_logging
+from caspes.core.runlog import setup_rule_logging
+from caspes.decode.run import evaluate_greedy
 
 snakemake = snakemake  # type: ignore[name-defined]  # noqa: F821 - injected by Snakemake
 log = setup_rule_logging(snakemake.log[0])

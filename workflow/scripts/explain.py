@@ -3,9 +3,9 @@
 import pandas as pd
 import torch
 
-from caspes.runlog import setup_rule_logging
-from caspes.saliency import explain_shard
-from caspes.spes import OcclusionOptions
+from caspes.core.runlog import setup_rule_logging
+from caspes.explain.shards import explain_shard
+from caspes.explain.spes import OcclusionOptions
 
 snakemake = snakemake  # type: ignore[name-defined]  # noqa: F821 - injected by Snakemake
 setup_rule_logging(snakemake.log[0])

@@ -2,8 +2,8 @@
 
 import torch
 
+from caspes.core.runlog import setup_rule_logging
 from caspes.features import FbankOptions, extract_split
-from caspes.runlog import setup_rule_logging
 
 snakemake = snakemake  # type: ignore[name-defined]  # noqa: F821 - injected by Snakemake
 setup_rule_logging(snakemake.log[0])

@@ -2,8 +2,8 @@
 
 import pandas as pd
 
-from caspes.runlog import setup_rule_logging
-from caspes.saliency import gather_shards
+from caspes.core.runlog import setup_rule_logging
+from caspes.explain.shards import gather_shards
 
 snakemake = snakemake  # type: ignore[name-defined]  # noqa: F821 - injected by Snakemake
 log = setup_rule_logging(snakemake.log[0])

@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
-from caspes.data import UtterancePolicy
-from caspes.europarl import EuroparlSplit, import_europarl_st
-from caspes.runlog import setup_rule_logging
+from caspes.core.runlog import setup_rule_logging
+from caspes.data.europarl import EuroparlSplit, import_europarl_st
+from caspes.data.policy import UtterancePolicy
 
 snakemake = snakemake  # type: ignore[name-defined]  # noqa: F821 - injected by Snakemake
 log = setup_rule_logging(snakemake.log[0])

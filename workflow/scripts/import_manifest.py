@@ -1,7 +1,8 @@
 """Rule import_manifest: a user's fairseq-S2T TSV manifest as one of our manifests."""
 
-from caspes.data import UtterancePolicy, import_manifest
-from caspes.runlog import setup_rule_logging
+from caspes.core.runlog import setup_rule_logging
+from caspes.data.manifests import import_manifest
+from caspes.data.policy import UtterancePolicy
 
 snakemake = snakemake  # type: ignore[name-defined]  # noqa: F821 - injected by Snakemake
 setup_rule_logging(snakemake.log[0])

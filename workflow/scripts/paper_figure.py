@@ -3,9 +3,10 @@ log frequency) or Figure 4 (ASR/ST pairs per source language)."""
 
 from pathlib import Path
 
-from caspes.figures import plot_bars, plot_grid, plot_maps, plot_token_spectrograms
-from caspes.paper import figure_maps, run_of, timestamp_bars
-from caspes.runlog import setup_rule_logging
+from caspes.core.runlog import setup_rule_logging
+from caspes.report.figure_data import figure_maps, timestamp_bars
+from caspes.report.figures import plot_bars, plot_grid, plot_maps, plot_token_spectrograms
+from caspes.report.results import run_of
 
 snakemake = snakemake  # type: ignore[name-defined]  # noqa: F821 - injected by Snakemake
 log = setup_rule_logging(snakemake.log[0])
@@ -19,7 +20,11 @@ elif fig in ("fig2", "fig3"):
     m = figure_maps(inp.xattn[0], inp.smh[0], p.utterance, inp.smx[0], p.pooling)
     title = f"{run.model} {run.direction} {run.split}: {m['id']}"
     if fig == "fig2":
-        panels = [(f"SM^X ({p.pooling})", m["smx_pooled"]), ("SM^H", m["smh"]), ("CA (all layers and heads)", m["ca"])]
+        panels = [
+            (f"SM^X ({p.pooling})", m["smx_pooled"]),
+            ("SM^H", m["smh"]),
+            ("CA (all layers and heads)", m["ca"]),
+        ]
         plot_maps(panels, m["tokens"], prefix, title=title)
     else:
         plot_token_spectrograms(m["smx"], m["tokens"], prefix, title=title)

@@ -2,9 +2,10 @@
 
 from pathlib import Path
 
-from caspes.paper import Bootstrap, build_table
-from caspes.runlog import setup_rule_logging
-from caspes.tables import to_markdown, write_table
+from caspes.core.runlog import setup_rule_logging
+from caspes.report.paper_tables import build_table
+from caspes.report.results import Bootstrap
+from caspes.report.tables import to_markdown, write_table
 
 snakemake = snakemake  # type: ignore[name-defined]  # noqa: F821 - injected by Snakemake
 log = setup_rule_logging(snakemake.log[0])

@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from caspes.runlog import setup_rule_logging
+from caspes.core.runlog import setup_rule_logging
 
 snakemake = snakemake  # type: ignore[name-defined]  # noqa: F821 - injected by Snakemake
 log = setup_rule_logging(snakemake.log[0])

@@ -1,9 +1,9 @@
 """Rule segment_spectrograms: SLIC segmentations (three levels) of the utterances to explain."""
 
+from caspes.core.runlog import setup_rule_logging
+from caspes.explain.segment import SegmentationOptions, write_segmentations
+from caspes.explain.shards import select_ids
 from caspes.features import FeatureReader
-from caspes.runlog import setup_rule_logging
-from caspes.saliency import select_ids
-from caspes.segment import SegmentationOptions, write_segmentations
 
 snakemake = snakemake  # type: ignore[name-defined]  # noqa: F821 - injected by Snakemake
 log = setup_rule_logging(snakemake.log[0])

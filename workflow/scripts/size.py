@@ -2,10 +2,10 @@
 
 import pandas as pd
 
-from caspes.deletion import size_curve
-from caspes.runlog import setup_rule_logging
-from caspes.saliency import SaliencyStore
-from caspes.spes import normalize_per_token
+from caspes.core.runlog import setup_rule_logging
+from caspes.explain.maps import normalize_per_token
+from caspes.explain.size import size_curve
+from caspes.explain.stores import SaliencyStore
 
 snakemake = snakemake  # type: ignore[name-defined]  # noqa: F821 - injected by Snakemake
 log = setup_rule_logging(snakemake.log[0])

@@ -1,8 +1,8 @@
 """Rule synthesize_corpus: the embedded en/it corpus spoken by espeak-ng, with word times."""
 
-from caspes.corpus import SyntheticCorpusConfig, synthesize_corpus
-from caspes.data import UtterancePolicy
-from caspes.runlog import setup_rule_logging
+from caspes.core.runlog import setup_rule_logging
+from caspes.data.policy import UtterancePolicy
+from caspes.data.synthetic.corpus import SyntheticCorpusConfig, synthesize_corpus
 
 snakemake = snakemake  # type: ignore[name-defined]  # noqa: F821 - injected by Snakemake
 log = setup_rule_logging(snakemake.log[0])

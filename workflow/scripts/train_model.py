@@ -2,8 +2,8 @@
 
 import torch
 
-from caspes.runlog import setup_rule_logging
-from caspes.train import train_stage
+from caspes.core.runlog import setup_rule_logging
+from caspes.train.loop import train_stage
 
 snakemake = snakemake  # type: ignore[name-defined]  # noqa: F821 - injected by Snakemake
 setup_rule_logging(snakemake.log[0])

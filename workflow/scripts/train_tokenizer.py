@@ -1,6 +1,6 @@
 """Rule train_tokenizer: SentencePiece unigram on the train texts of one language set."""
 
-from caspes.runlog import setup_rule_logging
+from caspes.core.runlog import setup_rule_logging
 from caspes.tokenizer import collect_texts, train_tokenizer
 
 snakemake = snakemake  # type: ignore[name-defined]  # noqa: F821 - injected by Snakemake

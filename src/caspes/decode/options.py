@@ -1,0 +1,46 @@
+"""Decoding settings and the maximum target length."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["DecodingOptions", "max_target_length"]
+
+
+@dataclass(frozen=True)
+class DecodingOptions:
+    """Decoding settings.
+
+    Attributes:
+        max_len_a / max_len_b: maximum target length ``a * T' + b`` (``T'`` encoder frames of the
+            utterance), capped at ``max_target_positions - 1``; counts the forced prefix, not EOS.
+        batch_size: at most this many utterances per decoder batch (None: no limit; the
+            frame budget of :func:`decode_manifest` still applies).
+        beam_size: 1 = greedy search, > 1 = beam search (:mod:`caspes.beam`).
+        force_lang_tag: :func:`decode_manifest` forces the target-language tag as the first
+            target token (as in training); False lets the model choose it.
+        no_repeat_ngram_size: beam search never repeats an n-gram of this size (0: off; the
+            study uses 5). Greedy search does not apply it.
+    """
+
+    max_len_a: float = 0.0
+    max_len_b: int = 200
+    batch_size: int | None = None
+    beam_size: int = 1
+    force_lang_tag: bool = True
+    no_repeat_ngram_size: int = 5
+
+    def __post_init__(self) -> None:
+        if self.max_len_a < 0:
+            raise ValueError(f"max_len_a must be >= 0, got {self.max_len_a}")
+        if not isinstance(self.max_len_b, int) or self.max_len_b < 1:
+            raise ValueError(f"max_len_b must be a positive int, got {self.max_len_b!r}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1 or None, got {self.batch_size}")
+        if self.beam_size < 1:
+            raise ValueError(f"beam_size must be >= 1, got {self.beam_size}")
+
+
+def max_target_length(encoder_length: int, options: DecodingOptions, max_target_positions: int) -> int:
+    """Maximum target tokens (forced prefix included, EOS excluded) for ``T' = encoder_length``."""
+    return min(int(options.max_len_a * encoder_length + options.max_len_b), max_target_positions - 1)

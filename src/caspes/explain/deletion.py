@@ -1,0 +1,350 @@
+"""Explanation quality: deletion curves (re-decoding with more and more of the most salient input
+removed) and the size (compactness) metric.  ``spec/spes_reference.md`` §4 and §10.
+
+Rankings (most important first; ties keep the lower index first, so runs are deterministic)
+    * ``cell``: single (frame, bin) cells of a full-resolution (T, F) map (SM^X, Table 5);
+    * ``frame``: whole input frames of a map on T' (pooled SM^X, cross-attention), upsampled to T
+      by nearest neighbour (each T' value copied to its 4 frames, truncated to T);
+    * ``encoder``: encoder output steps of SM^H.
+
+    The sentence-level map is the mean over the target rows of the per-token normalised map
+    (:func:`caspes.spes.normalize_per_token`), all rows included as in the reference.
+
+Steps
+    ``k = 0 .. 100 / step`` (21 with the paper's 5%): at ``perc = k * step`` the
+    ``floor(units * perc / 100)`` highest-ranked units are set to 0 (in the CMVN-normalised feature
+    space, or whole encoder state vectors), then every utterance is re-decoded with the full beam
+    search of the study.
+
+Scores
+    Corpus-level per step: ``wer_max`` for ASR (fairseq WER clipped at 100, cased, punctuation
+    kept), BLEU for ST.  AUC = trapezoid over the percentage axis scaled to [0, 1], i.e. the
+    reference script's number divided by 100 (the paper's scale: 0-100).  Deletion: a higher
+    WER-AUC / lower BLEU-AUC means a better explanation.
+
+Size
+    Per utterance, the percentage of map elements (all rows) with normalised value >= tau for
+    tau in 0, 0.05, .., 1; mean over utterances; AUC by the trapezoid over tau (0-100, lower =
+    more compact).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from caspes.decode.metrics import bleu, wer_max
+from caspes.decode.run import decode_batch, make_decode_batches
+from caspes.decode.xattn import CrossAttentionStore
+from caspes.explain.maps import Selection, mean_attention, normalize_per_token, pool_saliency
+from caspes.explain.stores import SaliencyStore
+
+__all__ = [
+    "UNITS",
+    "sentence_map",
+    "upsample_frames",
+    "ranking",
+    "map_ranking",
+    "DELETION_MAPS",
+    "deletion_map_spec",
+    "deletion_orders",
+    "deletion_steps",
+    "delete_units",
+    "encoder_keep",
+    "EncoderOcclusion",
+    "auc",
+    "DeletionResult",
+    "deletion_curve",
+]
+
+log = logging.getLogger(__name__)
+
+UNITS = ("cell", "frame", "encoder")
+
+
+# --------------------------------------------------------------------------- rankings
+def sentence_map(normalized: np.ndarray, rows: Sequence[bool] | None = None) -> np.ndarray:
+    """Mean over token rows (axis 0) of a per-token normalised map; ``rows`` selects rows."""
+    x = np.asarray(normalized, dtype=np.float64)
+    if rows is not None:
+        sel = np.asarray(rows, dtype=bool)
+        if sel.shape != (x.shape[0],) or not sel.any():
+            raise ValueError(f"rows must select at least one of the {x.shape[0]} rows")
+        x = x[sel]
+    return x.mean(axis=0)
+
+
+def upsample_frames(values: np.ndarray, frames: int, factor: int = 4) -> np.ndarray:
+    """Nearest-neighbour T' -> T: each value copied to its ``factor`` frames, truncated to ``frames``."""
+    v = np.asarray(values)
+    if v.ndim != 1 or math.ceil(frames / factor) != v.shape[0]:
+        raise ValueError(f"a map on T'={v.shape} does not match T={frames} (T' must be ceil(T/{factor}))")
+    return np.repeat(v, factor)[:frames]
+
+
+def ranking(values: np.ndarray) -> np.ndarray:
+    """Indices of the flattened ``values`` from most to least important (stable on ties)."""
+    flat = np.asarray(values, dtype=np.float64).reshape(-1)
+    return np.argsort(-flat, kind="stable")
+
+
+def map_ranking(saliency: np.ndarray, unit: str, frames: int) -> np.ndarray:
+    """Ranking of one utterance's raw saliency map for a deletion ``unit``.
+
+    ``cell``: (I, T, F) map -> T*F cells; ``frame``: (I, T') map -> T frames (nearest-neighbour
+    upsampling); ``encoder``: (I, T') map -> T' steps.  The map is normalised per token
+    (:func:`caspes.spes.normalize_per_token`) and averaged over all rows first.
+    """
+
+    sentence = sentence_map(normalize_per_token(saliency))
+    if unit == "cell":
+        if sentence.ndim != 2 or sentence.shape[0] != frames:
+            raise ValueError(
+                f"cell deletion needs an (I, T, F) map with T={frames}, got {np.shape(saliency)}"
+            )
+        return ranking(sentence)
+    if sentence.ndim != 1:
+        raise ValueError(f"{unit} deletion needs an (I, T') map, got {np.shape(saliency)}")
+    if unit == "frame":
+        return ranking(upsample_frames(sentence, frames))
+    if unit == "encoder":
+        return ranking(sentence)
+    raise ValueError(f"unit must be one of {UNITS}, got {unit!r}")
+
+
+#: Maps a deletion curve can be drawn for: name -> (source store, deletion unit).
+DELETION_MAPS: dict[str, tuple[str, str]] = {
+    "smx": ("saliency", "cell"),
+    "smx-max2d": ("saliency", "frame"),
+    "smx-avg2d": ("saliency", "frame"),
+    "smx-max1d_avg1d": ("saliency", "frame"),
+    "ca": ("xattn", "frame"),
+}
+
+
+def deletion_map_spec(name: str) -> tuple[str, str]:
+    """(source, unit) of a deletion map name: ``smx`` (cells), ``smx-<pooling>`` (frames of SM^X
+    pooled to T'), ``ca`` (frames of the all-layer, all-head cross-attention), ``smh-p<p>``
+    (encoder steps)."""
+    if name in DELETION_MAPS:
+        return DELETION_MAPS[name]
+    if name.startswith("smh-p"):
+        return "saliency", "encoder"
+    raise ValueError(f"unknown deletion map {name!r} (known: {sorted(DELETION_MAPS)} and smh-p<p>)")
+
+
+def deletion_orders(
+    name: str, store_path: str | Any, frames: Mapping[str, int], ids: Sequence[str] | None = None
+) -> dict[str, np.ndarray]:
+    """Ranking of every utterance of a store for the deletion map ``name``.
+
+    Args:
+        name: see :func:`deletion_map_spec`.
+        store_path: the saliency store (``smx*``, ``smh-p*``) or cross-attention store (``ca``).
+        frames: input frames ``T`` per utterance id.
+        ids: only these utterances (default: all of the store), e.g. the explained ones.
+    """
+
+    source, unit = deletion_map_spec(name)
+    orders: dict[str, np.ndarray] = {}
+    if source == "xattn":
+        with CrossAttentionStore(store_path) as store:
+            for uid in store.ids if ids is None else ids:
+                att = store[uid].attention
+                everything = Selection("avg", "avg").pairs(*att.shape[:2])
+                orders[uid] = map_ranking(mean_attention(att, everything), unit, frames[uid])
+        return orders
+    pooling = name.split("-", 1)[1] if name.startswith("smx-") else None
+    with SaliencyStore(store_path) as store:
+        for uid in store.ids if ids is None else ids:
+            sal = store[uid].saliency
+            orders[uid] = map_ranking(pool_saliency(sal, pooling) if pooling else sal, unit, frames[uid])
+    return orders
+
+
+def deletion_steps(step_percent: float = 5.0, max_percent: float = 100.0) -> list[float]:
+    """Percentages 0, step, .., max (21 points for the paper's 5 / 100)."""
+    if step_percent <= 0 or max_percent <= 0 or max_percent > 100:
+        raise ValueError("step_percent must be > 0 and max_percent in (0, 100]")
+    n = int(round(max_percent / step_percent))
+    if not math.isclose(n * step_percent, max_percent):
+        raise ValueError(f"max_percent {max_percent} is not a multiple of step_percent {step_percent}")
+    return [k * step_percent for k in range(n + 1)]
+
+
+def delete_units(features: np.ndarray, order: np.ndarray, unit: str, percent: float) -> np.ndarray:
+    """Copy of the (T, F) ``features`` with the ``floor(units * percent / 100)`` first units of
+    ``order`` zeroed (``cell``: cells of T*F, ``frame``: frames).  ``encoder`` deletion happens on
+    encoder states: see :class:`EncoderOcclusion` and :func:`encoder_keep`."""
+    x = np.array(features, dtype=np.float32, copy=True)
+    t, f = x.shape
+    if unit == "cell":
+        n = math.floor(t * f * percent / 100)
+        if order.shape != (t * f,):
+            raise ValueError(f"a cell ranking needs {t * f} entries, got {order.shape}")
+        x.reshape(-1)[order[:n]] = 0.0
+    elif unit == "frame":
+        n = math.floor(t * percent / 100)
+        if order.shape != (t,):
+            raise ValueError(f"a frame ranking needs {t} entries, got {order.shape}")
+        x[order[:n]] = 0.0
+    else:
+        raise ValueError(f"unit must be 'cell' or 'frame' here, got {unit!r}")
+    return x
+
+
+def encoder_keep(order: np.ndarray, percent: float) -> np.ndarray:
+    """bool (T',) keep mask with the ``floor(T' * percent / 100)`` first steps of ``order`` removed."""
+    keep = np.ones(order.shape[0], dtype=bool)
+    keep[order[: math.floor(order.shape[0] * percent / 100)]] = False
+    return keep
+
+
+class EncoderOcclusion(nn.Module):
+    """A model whose encoder outputs are multiplied by per-utterance keep masks (for beam search).
+
+    ``set_masks`` takes one bool (T'_b,) mask per utterance of the *next* batch, in batch order.
+    Everything else is delegated to the wrapped model.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self._masks: list[np.ndarray] | None = None
+
+    @property
+    def dims(self) -> Any:
+        return self.model.dims
+
+    def set_masks(self, masks: Sequence[np.ndarray]) -> None:
+        self._masks = [np.asarray(m, dtype=bool) for m in masks]
+
+    def encode(self, features: Tensor, lengths: Tensor) -> Any:
+        enc = self.model.encode(features, lengths)
+        if self._masks is None or len(self._masks) != enc.states.size(0):
+            raise RuntimeError("EncoderOcclusion.set_masks must give one mask per utterance of the batch")
+        keep = torch.zeros(enc.states.shape[:2], dtype=enc.states.dtype, device=enc.states.device)
+        for b, (m, t) in enumerate(zip(self._masks, enc.lengths.tolist())):
+            if m.shape != (t,):
+                raise ValueError(f"encoder mask {b} has {m.shape[0]} steps, the utterance has T'={t}")
+            keep[b, :t] = torch.as_tensor(m, dtype=enc.states.dtype, device=enc.states.device)
+        return replace(enc, states=enc.states * keep.unsqueeze(-1))
+
+    def decode_step(self, *args: Any, **kwargs: Any) -> Any:
+        return self.model.decode_step(*args, **kwargs)
+
+    def decode_teacher_forced(self, *args: Any, **kwargs: Any) -> Any:
+        return self.model.decode_teacher_forced(*args, **kwargs)
+
+
+# --------------------------------------------------------------------------- curves
+def auc(scores: Sequence[float], percents: Sequence[float]) -> float:
+    """Trapezoid area of ``scores`` over ``percents`` / 100 (the paper's scale)."""
+    s = np.asarray(scores, dtype=np.float64)
+    x = np.asarray(percents, dtype=np.float64) / 100.0
+    if s.shape != x.shape or s.size < 2:
+        raise ValueError("need matching score and percent sequences of at least 2 points")
+    return float(np.sum((s[1:] + s[:-1]) * np.diff(x)) / 2.0)
+
+
+@dataclass
+class DeletionResult:
+    """A deletion curve: per step the corpus score; the AUC; the hypotheses per step."""
+
+    unit: str
+    metric: str
+    percents: list[float]
+    scores: list[float]
+    auc: float
+    hypotheses: list[dict[str, str]]
+
+
+def deletion_curve(
+    model: Any,
+    tokenizer: Any,
+    features: Mapping[str, np.ndarray] | Any,
+    utterances: Sequence[Mapping[str, str]],
+    orders: Mapping[str, np.ndarray],
+    unit: str,
+    task: str,
+    options: Any,
+    step_percent: float = 5.0,
+    batch_frames: int = 20000,
+    progress: bool = False,
+) -> DeletionResult:
+    """Deletion curve of one explanation over a set of utterances.
+
+    Args:
+        model: :class:`~caspes.model.S2TModel`.
+        tokenizer: its :class:`~caspes.tokenizer.Tokenizer`.
+        features: ``features[uid]`` -> CMVN-normalised (T, F) (e.g. a FeatureReader).
+        utterances: rows with ``id``, ``reference`` and ``pieces`` (as in ``hyps.tsv``; the first
+            piece is the forced language tag).
+        orders: per utterance id the ranking (:func:`ranking`) over its units.
+        unit: ``"cell"``, ``"frame"`` or ``"encoder"``.
+        task: ``"asr"`` (wer_max) or ``"st"`` (BLEU).
+        options: :class:`~caspes.decode.DecodingOptions` of the study (beam 5, no-repeat 5).
+        step_percent: deletion step (paper 5).
+        batch_frames: decoding batch bound (utterances x frames).
+
+    Returns:
+        :class:`DeletionResult`.
+    """
+
+    if unit not in UNITS:
+        raise ValueError(f"unit must be one of {UNITS}, got {unit!r}")
+    if task not in ("asr", "st"):
+        raise ValueError(f"task must be 'asr' or 'st', got {task!r}")
+    rows = list(utterances)
+    missing = [r["id"] for r in rows if r["id"] not in orders]
+    if missing:
+        raise ValueError(f"no ranking for utterances {missing[:5]}")
+    prefixes = []
+    for r in rows:
+        first = r["pieces"].split()[:1]
+        if not first or first[0] not in {f"<lang:{lang}>" for lang in tokenizer.langs}:
+            raise ValueError(f"{r['id']}: the pieces must start with a language tag, got {first}")
+        prefixes.append([tokenizer.sp.piece_to_id(first[0])])
+    feats = {r["id"]: np.asarray(features[r["id"]]) for r in rows}
+    n_frames = [feats[r["id"]].shape[0] for r in rows]
+    batches = make_decode_batches(n_frames, batch_frames, options.batch_size)
+    runner = EncoderOcclusion(model) if unit == "encoder" else model
+    percents = deletion_steps(step_percent)
+    scores: list[float] = []
+    hyp_rows: list[dict[str, str]] = []
+    for perc in tqdm(percents, desc=f"deletion ({unit})", disable=not progress, mininterval=5):
+        hyps: list[str] = [""] * len(rows)
+        for batch in batches:
+            if unit == "encoder":
+                inputs = [feats[rows[i]["id"]] for i in batch]
+                runner.set_masks([encoder_keep(orders[rows[i]["id"]], perc) for i in batch])
+                opts = replace(options, batch_size=None)  # the masks follow the batch order
+            else:
+                inputs = [
+                    delete_units(feats[rows[i]["id"]], orders[rows[i]["id"]], unit, perc) for i in batch
+                ]
+                opts = options
+            out = decode_batch(runner, inputs, [prefixes[i] for i in batch], opts)
+            for i, ids in zip(batch, out):
+                hyps[i] = tokenizer.decode(ids)
+        refs = [r["reference"] for r in rows]
+        score = wer_max(hyps, refs) if task == "asr" else bleu(hyps, refs)
+        scores.append(score)
+        log.info("deletion %s %.0f%%: %s %.2f", unit, perc, "wer_max" if task == "asr" else "BLEU", score)
+        hyp_rows.extend({"percent": f"{perc:g}", "id": r["id"], "hypothesis": h} for r, h in zip(rows, hyps))
+    return DeletionResult(
+        unit=unit,
+        metric="wer_max" if task == "asr" else "bleu",
+        percents=percents,
+        scores=scores,
+        auc=auc(scores, percents),
+        hypotheses=hyp_rows,
+    )

@@ -1,0 +1,113 @@
+"""Saliency stores: SM^X (I, T, F) and SM^H (I, T') per utterance, float16 in a zip store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from caspes.core.zipstore import RecordArchive, RecordArchiveWriter
+
+__all__ = ["SaliencyRecord", "SaliencyStoreWriter", "SaliencyStore"]
+
+_FIELDS = (
+    "saliency",
+    "scale",
+    "counts",
+    "decoder_input",
+    "target_ids",
+    "pieces",
+    "roles",
+    "kind",
+    "n_masks",
+    "p",
+    "seed",
+)
+
+
+KINDS = ("input", "encoder")
+
+
+@dataclass
+class SaliencyRecord:
+    """One utterance of a saliency store (raw, un-normalised map in float32)."""
+
+    id: str
+    saliency: np.ndarray
+    counts: np.ndarray
+    decoder_input: list[int]
+    target_ids: list[int]
+    pieces: list[str]
+    roles: list[str]
+    kind: str
+    n_masks: int
+    p: float
+    seed: int
+
+
+class SaliencyStoreWriter(RecordArchiveWriter):
+    """Writer of :class:`SaliencyRecord` s (atomic on close)."""
+
+    def __init__(self, path: str | Path) -> None:
+        super().__init__(path, _FIELDS, kind="saliency store")
+
+    def add_record(self, r: SaliencyRecord) -> None:
+        sal = np.asarray(r.saliency, dtype=np.float32)
+        if r.kind not in KINDS:
+            raise ValueError(f"{r.id}: kind must be one of {KINDS}, got {r.kind!r}")
+        want = 3 if r.kind == "input" else 2
+        if sal.ndim != want or sal.shape[0] != len(r.target_ids):
+            raise ValueError(
+                f"{r.id}: {r.kind} saliency must be {want}-D with one row per target, got {sal.shape}"
+            )
+        if np.asarray(r.counts).shape != sal.shape[1:]:
+            raise ValueError(f"{r.id}: counts shape {np.shape(r.counts)} does not match saliency {sal.shape}")
+        if not np.isfinite(sal).all() or (sal < 0).any():
+            raise ValueError(f"{r.id}: saliency must be finite and >= 0")
+        scale = sal.reshape(sal.shape[0], -1).max(axis=1)
+        safe = np.where(scale > 0, scale, 1.0).reshape((-1,) + (1,) * (sal.ndim - 1))
+        self.add(
+            r.id,
+            {
+                "saliency": (sal / safe).astype(np.float16),
+                "scale": scale.astype(np.float32),
+                "counts": np.asarray(r.counts, dtype=np.int32),
+                "decoder_input": np.asarray(r.decoder_input, dtype=np.int32),
+                "target_ids": np.asarray(r.target_ids, dtype=np.int32),
+                "pieces": np.array(list(r.pieces), dtype=np.str_).reshape(len(r.pieces)),
+                "roles": np.array(list(r.roles), dtype=np.str_).reshape(len(r.roles)),
+                "kind": np.array(r.kind, dtype=np.str_),
+                "n_masks": np.array(r.n_masks, dtype=np.int64),
+                "p": np.array(r.p, dtype=np.float64),
+                "seed": np.array(r.seed, dtype=np.int64),
+            },
+        )
+
+
+class SaliencyStore(RecordArchive):
+    """Reader: ``store[uid]`` -> :class:`SaliencyRecord` (one utterance decompressed at a time)."""
+
+    def __init__(self, path: str | Path) -> None:
+        super().__init__(path, _FIELDS, kind="saliency store")
+
+    def __getitem__(self, uid: str) -> SaliencyRecord:  # type: ignore[override]
+        d = super().__getitem__(uid)
+        sal = d["saliency"].astype(np.float32)
+        scale = d["scale"].astype(np.float32).reshape((-1,) + (1,) * (sal.ndim - 1))
+        return SaliencyRecord(
+            id=uid,
+            saliency=sal * scale,
+            counts=d["counts"].astype(np.int64),
+            decoder_input=d["decoder_input"].astype(np.int64).tolist(),
+            target_ids=d["target_ids"].astype(np.int64).tolist(),
+            pieces=[str(p) for p in d["pieces"]],
+            roles=[str(r) for r in d["roles"]],
+            kind=str(d["kind"]),
+            n_masks=int(d["n_masks"]),
+            p=float(d["p"]),
+            seed=int(d["seed"]),
+        )
+
+    def __enter__(self) -> SaliencyStore:
+        return self

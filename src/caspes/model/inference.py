@@ -1,0 +1,98 @@
+"""Helpers shared by everything that runs a trained model: device, dtype, eval mode, batching
+and input checks."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = [
+    "resolve_device",
+    "autocast_bf16",
+    "model_device_dtype",
+    "eval_mode",
+    "as_batch",
+    "check_decoder_input",
+]
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"auto"`` → ``cuda`` when available, else ``cpu``; anything else as given."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available")
+    return device
+
+
+def autocast_bf16(device: torch.device, bf16: bool):
+    if bf16 and device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+# --------------------------------------------------------------------------- helpers
+def model_device_dtype(model: torch.nn.Module) -> tuple[torch.device, torch.dtype]:
+    for p in model.parameters():
+        if p.is_floating_point():
+            return p.device, p.dtype
+    return torch.device("cpu"), torch.float32
+
+
+@contextlib.contextmanager
+def eval_mode(model: torch.nn.Module):
+    """Eval mode for the block; the previous training flag is restored afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def as_batch(
+    features: Sequence[np.ndarray] | Tensor,
+    lengths: Sequence[int] | Tensor | None,
+    device: torch.device,
+    dtype: torch.dtype,
+) -> tuple[Tensor, Tensor]:
+    """List of (T_i, F) arrays, or a padded (B, T, F) tensor (+ lengths), -> padded tensor, lengths."""
+    if isinstance(features, Tensor):
+        if features.dim() != 3:
+            raise ValueError(f"features must be (B, T, F), got {tuple(features.shape)}")
+        if lengths is None:
+            lens = torch.full((features.size(0),), features.size(1), dtype=torch.long)
+        else:
+            lens = torch.as_tensor(lengths, dtype=torch.long)
+        return features.to(device=device, dtype=dtype), lens.to(device)
+    if lengths is not None:
+        raise ValueError("lengths are taken from the arrays when features is a list")
+    arrays = [np.asarray(f) for f in features]
+    if any(a.ndim != 2 for a in arrays) or len({a.shape[1] for a in arrays}) > 1:
+        raise ValueError(f"features must be (T, F) arrays of one F, got {[a.shape for a in arrays]}")
+    lens = torch.tensor([a.shape[0] for a in arrays], dtype=torch.long)
+    batch = torch.zeros(len(arrays), int(lens.max()), arrays[0].shape[1], dtype=dtype)
+    for i, a in enumerate(arrays):
+        batch[i, : a.shape[0]] = torch.from_numpy(np.ascontiguousarray(a)).to(dtype)
+    return batch.to(device), lens.to(device)
+
+
+# --------------------------------------------------------------------------- extraction
+def check_decoder_input(dec: Sequence[int], dims: Any) -> list[int]:
+    ids = [int(t) for t in dec]
+    if not ids or ids[0] != dims.eos_id:
+        raise ValueError(f"decoder input must start with EOS ({dims.eos_id}), got {ids[:3]}")
+    if len(ids) > dims.max_target_positions:
+        raise ValueError(
+            f"decoder input of {len(ids)} exceeds max_target_positions={dims.max_target_positions}"
+        )
+    for t in ids:
+        if not 0 <= t < dims.vocab_size or t == dims.pad_id:
+            raise ValueError(f"decoder input token {t} is PAD or outside [0, {dims.vocab_size})")
+    return ids

@@ -1,0 +1,81 @@
+"""Reading the study's result files: which run a path belongs to, correlation tables, the
+bootstrap settings of a cell."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from caspes.analysis.bootstrap import bootstrap_ci
+from caspes.report.tables import Cell
+
+__all__ = ["Run", "run_of", "read_tsv", "Bootstrap", "r_cell", "read_correlations"]
+
+
+@dataclass(frozen=True)
+class Run:
+    """Where a per-run file comes from."""
+
+    model: str
+    src: str
+    tgt: str
+    split: str
+    name: str
+
+    @property
+    def direction(self) -> str:
+        return f"{self.src}-{self.tgt}"
+
+    @property
+    def task(self) -> str:
+        return "ASR" if self.src == self.tgt else "ST"
+
+
+def run_of(path: str | Path) -> Run:
+    """Parse ``.../<model>/<src>-<tgt>/<split>/[<kind>/]<name>.<ext>`` (the last ``xx-yy`` folder)."""
+    p = Path(path)
+    parts = p.parts[:-1]
+    for k in range(len(parts) - 2, 0, -1):
+        if re.fullmatch(r"[a-z]{2,3}-[a-z]{2,3}", parts[k]):
+            src, tgt = parts[k].split("-")
+            return Run(parts[k - 1], src, tgt, parts[k + 1], p.stem)
+    raise ValueError(f"{path}: not a per-run file (results/<model>/<src>-<tgt>/<split>/...)")
+
+
+def read_tsv(path: str | Path) -> pd.DataFrame:
+    return pd.read_csv(path, sep="\t", keep_default_na=True)
+
+
+@dataclass(frozen=True)
+class Bootstrap:
+    """Confidence intervals of mean correlations: ``resamples`` 0 = none."""
+
+    resamples: int = 0
+    seed: int = 1
+    level: float = 0.95
+
+
+def r_cell(values: np.ndarray | None, boot: Bootstrap = Bootstrap()) -> Cell:
+    """A table cell with the mean of the defined per-utterance r values and, when asked, their
+    bootstrap interval (utterances resampled)."""
+    if values is None:
+        return Cell(None)
+    v = np.asarray(values, dtype=float)
+    finite = v[np.isfinite(v)]
+    if finite.size == 0:
+        return Cell(math.nan)
+    if boot.resamples <= 0:
+        return Cell(float(finite.mean()))
+
+    ci = bootstrap_ci(finite, n_resamples=boot.resamples, seed=boot.seed, level=boot.level)
+    return Cell(ci.mean, ci=(ci.low, ci.high))
+
+
+def read_correlations(path: str | Path) -> pd.DataFrame:
+    df = pd.read_csv(path, sep="\t", dtype={"layer": str, "head": str, "pooling": str})
+    return df
