@@ -7,9 +7,10 @@ BEFORE and AFTER are working directories of two runs (each holding ``results/``)
 must agree are the paper's tables (``results/paper/*.csv``), ``results/quality.tsv``,
 ``results/explanations.tsv``, every cross-attention store (``xattn.zip``) and every saliency store
 (``saliency/*.zip``, shards included). Tables are compared cell by cell after dropping the columns
-that hold measured seconds (``seconds*``, ``*_seconds``, ``*_s``); stores byte for byte.
-Every other file under ``results/`` is compared too (tables without their seconds columns,
-everything else byte for byte) and listed when it differs; ``--all`` makes those count as well.
+that hold measured time (``seconds*``, ``*_seconds``, ``*_s``, ``*per_second``); stores byte for
+byte. Every other file under ``results/`` is compared too (tables without their time columns,
+checkpoints without their ``wall_s`` entry, everything else byte for byte) and listed when it
+differs; ``--all`` makes those count as well.
 Exit status: 0 when every file that counts is identical, 1 otherwise.
 """
 
@@ -33,8 +34,8 @@ REQUIRED = [
 
 
 def is_seconds_column(name: str) -> bool:
-    """Columns of measured wall-clock time, which differ between any two runs."""
-    return name.startswith("seconds") or name.endswith("_seconds") or name.endswith("_s")
+    """Columns of measured wall-clock time (or rates from it), which differ between any two runs."""
+    return name.startswith("seconds") or name.endswith(("_seconds", "_s", "per_second"))
 
 
 def table_without_seconds(path: Path) -> list[list[str]]:
@@ -47,10 +48,32 @@ def table_without_seconds(path: Path) -> list[list[str]]:
     return [[row[i] if i < len(row) else "" for i in keep] for row in rows]
 
 
+def same_checkpoint(a: Path, b: Path) -> bool:
+    """Two torch checkpoints hold the same objects, apart from the measured ``wall_s``."""
+    import torch  # only needed for checkpoints; the rest of this tool is standard library
+
+    def equal(x: object, y: object) -> bool:
+        if isinstance(x, torch.Tensor) or isinstance(y, torch.Tensor):
+            return isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor) and torch.equal(x, y)
+        if isinstance(x, dict) and isinstance(y, dict):
+            return x.keys() == y.keys() and all(equal(x[k], y[k]) for k in x)
+        if isinstance(x, (list, tuple)) and isinstance(y, (list, tuple)):
+            return type(x) is type(y) and len(x) == len(y) and all(map(equal, x, y))
+        return type(x) is type(y) and x == y
+
+    ca, cb = (torch.load(p, map_location="cpu", weights_only=False) for p in (a, b))
+    for checkpoint in (ca, cb):
+        if isinstance(checkpoint, dict):
+            checkpoint.pop("wall_s", None)
+    return equal(ca, cb)
+
+
 def same(a: Path, b: Path) -> bool:
     if a.suffix in (".csv", ".tsv"):
         return table_without_seconds(a) == table_without_seconds(b)
-    return a.read_bytes() == b.read_bytes()
+    if a.read_bytes() == b.read_bytes():
+        return True
+    return a.suffix == ".pt" and same_checkpoint(a, b)
 
 
 def files_under(root: Path) -> set[str]:

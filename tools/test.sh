@@ -18,6 +18,9 @@ fi
 
 echo "== ruff"
 $PYTHON -m ruff check src tests workflow/scripts tools
+$PYTHON -m ruff format --check src tests workflow/scripts tools
+echo "== import layering (lint-imports)"
+lint-imports
 echo "== snakefmt"
 $PYTHON -m snakefmt --check Snakefile workflow/rules
 echo "== snakemake --lint"

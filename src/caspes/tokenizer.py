@@ -17,7 +17,7 @@ import sentencepiece as spm
 
 from caspes.core.manifest import DataError, read_manifest
 
-__all__ = ["lang_tag", "collect_texts", "train_tokenizer", "Tokenizer"]
+__all__ = ["lang_tag", "collect_texts", "train_tokenizer", "train_tokenizer_from_manifests", "Tokenizer"]
 
 log = logging.getLogger(__name__)
 
@@ -135,3 +135,18 @@ class Tokenizer:
         """Text of ids; BOS/EOS/PAD and language tags are dropped."""
         special = {BOS_ID, PAD_ID, EOS_ID} | {self.lang_id(lang) for lang in self.langs}
         return self.sp.decode([i for i in ids if i not in special])
+
+
+def train_tokenizer_from_manifests(
+    manifests: Iterable[str | Path],
+    model_path: str | Path,
+    langs: Sequence[str],
+    vocab_size: int,
+    character_coverage: float,
+    seed: int,
+) -> int:
+    """:func:`train_tokenizer` on every text of ``langs`` in the manifests (:func:`collect_texts`)."""
+    texts = collect_texts(manifests, langs)
+    return train_tokenizer(
+        texts, model_path, langs, vocab_size, character_coverage=character_coverage, seed=seed
+    )

@@ -15,7 +15,8 @@ from caspes.core.manifest import DataError, write_manifest
 from caspes.core.zipstore import RecordArchive, RecordArchiveWriter
 from caspes.decode.xattn import CrossAttentionStoreWriter, decoder_io, row_roles
 from caspes.explain.segment import SegmentationOptions, SegmentationStore, write_segmentations
-from caspes.explain.shards import explain_shard, gather_shards, select_ids, shard_ids
+from caspes.explain.selection import select_ids, shard_ids
+from caspes.explain.shards import explain_shard, gather_shards
 from caspes.explain.spes import OcclusionOptions, explain_encoder, explain_input
 from caspes.explain.stores import SaliencyRecord, SaliencyStore, SaliencyStoreWriter
 from caspes.features import FbankOptions, FeatureReader, extract_split

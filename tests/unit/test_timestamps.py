@@ -7,8 +7,6 @@ from caspes.analysis.dtw import (
     FRAME_SECONDS,
     dtw_cost,
     dtw_path,
-    normalise_rows,
-    scale_rows,
     token_spans_argmax,
     token_spans_centroid,
     token_spans_dtw,
@@ -21,6 +19,7 @@ from caspes.analysis.timestamps import (
     word_times,
     words_text,
 )
+from caspes.explain.maps import minmax, zscore
 
 # --------------------------------------------------------------------------- words
 
@@ -139,10 +138,10 @@ def test_dtw_path_rejects_bad_input(bad):
 
 def test_row_normalisations_and_constant_row():
     sal = np.array([[1.0, 2.0, 3.0], [5.0, 5.0, 5.0]])
-    z = normalise_rows(sal)
+    z = zscore(sal, axis=1)
     np.testing.assert_allclose(z[0], [-math.sqrt(1.5), 0.0, math.sqrt(1.5)])
     np.testing.assert_array_equal(z[1], 0.0)
-    np.testing.assert_allclose(scale_rows(sal), [[0.0, 0.5, 1.0], [0.0, 0.0, 0.0]])
+    np.testing.assert_allclose(minmax(sal, axis=1), [[0.0, 0.5, 1.0], [0.0, 0.0, 0.0]])
     np.testing.assert_allclose(dtw_cost(sal), [[1.0, 0.5, 0.0], [1.0, 1.0, 1.0]])
     np.testing.assert_allclose(dtw_cost(sal, "zscore"), -z)
     with pytest.raises(ValueError):

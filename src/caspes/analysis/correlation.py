@@ -20,6 +20,7 @@ The corpus figure is the arithmetic mean of r over utterances.
 
 from __future__ import annotations
 
+import logging
 import math
 import warnings
 from collections.abc import Iterable, Sequence
@@ -29,11 +30,14 @@ import numpy as np
 from scipy.stats import pearsonr
 
 from caspes.core.manifest import DataError
+from caspes.core.tsv import write_tsv
 from caspes.decode.xattn import CrossAttentionStore
 from caspes.explain.maps import POOLINGS, Selection, content_rows, mean_attention, normalise, pool_saliency
 from caspes.explain.stores import SaliencyStore
 
-__all__ = ["selections", "pearson", "correlate", "summarise", "correlate_stores"]
+__all__ = ["selections", "pearson", "correlate", "summarise", "correlate_stores", "correlations_to_file"]
+
+log = logging.getLogger(__name__)
 
 
 def selections(n_layers: int, n_heads: int) -> list[Selection]:
@@ -154,4 +158,22 @@ def correlate_stores(
                     )
                 for rec in correlate(ca.attention, m, ca.roles, ca_norm=ca_norm, sm_norm=sm_norm):
                     records.append({"utterance": uid, "pooling": pooling, **rec})
+    return records
+
+
+def correlations_to_file(
+    xattn_path: str | Path, saliency_path: str | Path, out_path: str | Path, ca_norm: str, sm_norm: str
+) -> list[dict[str, object]]:
+    """:func:`correlate_stores` written as TSV (utterance, pooling, layer, head, r; undefined r as
+    ``nan``); logs the layer and head averages and how many correlations are undefined."""
+    records = correlate_stores(xattn_path, saliency_path, ca_norm, sm_norm)
+    table = write_tsv(out_path, records, columns=["utterance", "pooling", "layer", "head", "r"], na_rep="nan")
+    for row in summarise(records, ["pooling", "layer", "head"]):
+        if row["head"] == "avg" or row["layer"] == "avg":
+            log.info("%s", row)
+    undefined = int(table["r"].isna().sum())
+    if undefined:
+        log.warning(
+            "%d utterance-level correlations are undefined (constant map) and left out of means", undefined
+        )
     return records

@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 
+from caspes.explain.maps import minmax, zscore
+
 FRAME_SECONDS = 0.04
 """Seconds per encoder frame: 10 ms filterbank shift times a convolutional subsampling of 4."""
 
@@ -106,28 +108,14 @@ NORMALISATIONS = ("minmax", "zscore")
 """Row normalisations understood by :func:`dtw_cost`."""
 
 
-def normalise_rows(saliency: np.ndarray) -> np.ndarray:
-    """Z-score each row over its frames (mean 0, std 1); a constant row becomes all zeros."""
-    m = _check_map(saliency, "saliency")
-    centred = m - m.mean(axis=1, keepdims=True)
-    std = centred.std(axis=1, keepdims=True)
-    return np.divide(centred, std, out=np.zeros_like(centred), where=std > 0)
-
-
-def scale_rows(saliency: np.ndarray) -> np.ndarray:
-    """Min-max scale each row over its frames to [0, 1]; a constant row becomes all zeros."""
-    m = _check_map(saliency, "saliency")
-    shifted = m - m.min(axis=1, keepdims=True)
-    span = shifted.max(axis=1, keepdims=True)
-    return np.divide(shifted, span, out=np.zeros_like(shifted), where=span > 0)
-
-
 def dtw_cost(saliency: np.ndarray, normalisation: str = "minmax") -> np.ndarray:
-    """The DTW cost of a map: ``1 - scale_rows(map)`` (``minmax``) or ``-normalise_rows(map)`` (``zscore``)."""
+    """The DTW cost of a map: 1 minus the map min-max scaled per row (``minmax``), or minus the map
+    z-scored per row over its frames (``zscore``, population std); constant rows count as 0."""
+    m = _check_map(saliency, "saliency")
     if normalisation == "minmax":
-        return 1.0 - scale_rows(saliency)
+        return 1.0 - minmax(m, axis=1)
     if normalisation == "zscore":
-        return -normalise_rows(saliency)
+        return -zscore(m, axis=1)
     raise ValueError(f"unknown normalisation {normalisation!r}; expected one of {NORMALISATIONS}")
 
 

@@ -47,19 +47,38 @@ Evaluation
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+from rapidfuzz.distance import Levenshtein
 
 from caspes.analysis.dtw import FRAME_SECONDS, Span, _check_map, token_spans
 from caspes.core.manifest import DataError, parse_word_times, read_manifest
+from caspes.core.tsv import write_tsv
 from caspes.decode.xattn import CrossAttentionStore
 from caspes.explain.maps import Selection, content_rows, mean_attention, normalise, pool_saliency
 from caspes.explain.stores import SaliencyStore
 
-__all__ = ["MAP_ORDER", "has_word_times", "evaluate_timestamps"]
+__all__ = [
+    "WORD_START",
+    "group_words",
+    "words_text",
+    "word_times",
+    "estimate_word_times",
+    "align_words",
+    "tolerance_key",
+    "timestamp_errors",
+    "MAP_ORDER",
+    "has_word_times",
+    "evaluate_timestamps",
+    "timestamps_to_file",
+]
+
+log = logging.getLogger(__name__)
 
 WORD_START = "\u2581"
 """SentencePiece's word-start marker ``"▁"``."""
@@ -166,32 +185,17 @@ def estimate_word_times(
 def align_words(hyp: Sequence[str], ref: Sequence[str]) -> list[tuple[int, int]]:
     """Levenshtein alignment of hypothesis words to reference words; the equal pairs.
 
-    Unit costs for substitution, insertion and deletion, 0 for a match. Among the minimum-cost
-    alignments, the back-trace (from the end) prefers a match/substitution, then a deletion of a
-    reference word, then an insertion of a hypothesis word. Returns the ``(hyp index, ref
-    index)`` pairs aligned as matches (equal words), in increasing order.
+    Unit costs for substitution, insertion and deletion (rapidfuzz's ``Levenshtein.opcodes`` on
+    the word sequences). Where several alignments have the minimum cost, the one rapidfuzz's
+    back-trace picks is used. Returns the ``(hyp index, ref index)`` pairs aligned as matches
+    (equal words), in increasing order.
     """
-    n, m = len(hyp), len(ref)
-    dist = np.zeros((n + 1, m + 1), dtype=np.int64)
-    dist[:, 0] = np.arange(n + 1)
-    dist[0, :] = np.arange(m + 1)
-    for i in range(1, n + 1):
-        for j in range(1, m + 1):
-            diag = dist[i - 1, j - 1] + (0 if hyp[i - 1] == ref[j - 1] else 1)
-            dist[i, j] = min(diag, dist[i - 1, j] + 1, dist[i, j - 1] + 1)
-    pairs: list[tuple[int, int]] = []
-    i, j = n, m
-    while i > 0 and j > 0:
-        same = hyp[i - 1] == ref[j - 1]
-        if dist[i, j] == dist[i - 1, j - 1] + (0 if same else 1):
-            if same:
-                pairs.append((i - 1, j - 1))
-            i, j = i - 1, j - 1
-        elif dist[i, j] == dist[i, j - 1] + 1:  # reference word missing from the hypothesis
-            j -= 1
-        else:  # hypothesis word not in the reference
-            i -= 1
-    return pairs[::-1]
+    return [
+        (i, j)
+        for op in Levenshtein.opcodes(list(hyp), list(ref))
+        if op.tag == "equal"
+        for i, j in zip(range(op.src_start, op.src_end), range(op.dest_start, op.dest_end), strict=True)
+    ]
 
 
 def tolerance_key(tolerance: float) -> str:
@@ -317,3 +321,24 @@ def evaluate_timestamps(
         if store is not None:
             store.close()
     return records
+
+
+def timestamps_to_file(
+    xattn_path: str | Path,
+    manifest_path: str | Path,
+    smx_path: str | Path | None,
+    smh_path: str | Path | None,
+    out_path: str | Path,
+    pooling: str,
+    ca_norm: str,
+    sm_norm: str,
+) -> pd.DataFrame:
+    """:func:`evaluate_timestamps` written as TSV (undefined values as ``nan``); logs the mean
+    errors per map and method."""
+    records = evaluate_timestamps(xattn_path, manifest_path, smx_path, smh_path, pooling=pooling,
+                                  ca_norm=ca_norm, sm_norm=sm_norm)  # fmt: skip
+    table = write_tsv(out_path, records, na_rep="nan")
+    if not table.empty:
+        summary = table.groupby(["map", "method"])[["start_ms", "end_ms", "within_100"]].mean().round(1)
+        log.info("mean over %d utterances:\n%s", table["utterance"].nunique(), summary.to_string())
+    return table

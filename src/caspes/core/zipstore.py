@@ -1,5 +1,15 @@
-"""Uncompressed zip stores: written atomically, byte-identical for identical contents, read one
-member at a time through a memory map."""
+"""Uncompressed zip stores, written atomically and byte-identical for identical contents.
+
+Two readers, one per access pattern: :class:`RecordArchive` reads one utterance's record
+(``<id>.npz``) by id, and is the base of every store of the study (segmentations, cross-attention,
+saliency); :func:`read_archive_array` reads one ``.npy`` member through a memory map from the
+``<zip>:<offset>:<length>`` reference that a fairseq-S2T feature manifest holds.
+
+The writer is our own rather than :mod:`zipfile` defaults or :func:`numpy.savez`: members are
+stored uncompressed with a fixed timestamp and in the order given, so the same content gives a
+byte-identical file (results can be compared with a checksum) and a feature's byte range can be
+read without opening the archive's index.
+"""
 
 from __future__ import annotations
 
@@ -77,14 +87,6 @@ def read_archive_array(reference: str, manifest_path: str | Path) -> np.ndarray:
         return np.load(io.BytesIO(blob), allow_pickle=False)
     except Exception as exc:
         raise DataError(f"{zip_path}:{offset}:{length}: not a .npy array ({exc})") from exc
-
-
-def iter_archive(path: str | Path) -> Iterator[tuple[str, np.ndarray]]:
-    """All (id, array) pairs of a feature archive, in stored order."""
-    with zipfile.ZipFile(path) as zf:
-        for info in zf.infolist():
-            with zf.open(info) as f:
-                yield info.filename[: -len(".npy")], np.load(io.BytesIO(f.read()), allow_pickle=False)
 
 
 _DATE = (1980, 1, 1, 0, 0, 0)

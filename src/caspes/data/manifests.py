@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable
 from pathlib import Path
+
+import pandas as pd
 
 from caspes.core.audio import audio_duration, is_archive_reference, resolve_audio_path
 from caspes.core.manifest import (
@@ -16,6 +19,7 @@ from caspes.core.manifest import (
     write_manifest,
     write_skipped,
 )
+from caspes.core.tsv import write_tsv
 from caspes.core.zipstore import read_archive_array, read_npy
 from caspes.data.policy import (
     FEATURE_SHIFT_S,
@@ -26,7 +30,15 @@ from caspes.data.policy import (
     check_text,
 )
 
-__all__ = ["filter_manifest_rows", "STATS_COLUMNS", "corpus_statistics", "import_manifest"]
+__all__ = [
+    "filter_manifest_rows",
+    "STATS_COLUMNS",
+    "corpus_statistics",
+    "import_manifest",
+    "corpus_statistics_to_file",
+]
+
+log = logging.getLogger(__name__)
 
 
 def _duration_of(row: dict[str, str], manifest_path: Path) -> float:
@@ -168,3 +180,12 @@ def import_manifest(
     write_skipped(skipped_path, skips.skips)
     skips.report(f"import {source_path}", len(kept))
     return len(kept), skips
+
+
+def corpus_statistics_to_file(
+    manifests: dict[tuple[str, str], Path], skipped: dict[tuple[str, str], Path], out_path: str | Path
+) -> pd.DataFrame:
+    """:func:`corpus_statistics` written as TSV (:data:`STATS_COLUMNS`) and logged."""
+    table = write_tsv(out_path, corpus_statistics(manifests, skipped), columns=list(STATS_COLUMNS))
+    log.info("corpus statistics:\n%s", table.to_string(index=False))
+    return table

@@ -221,7 +221,7 @@ def comet(
             "point this key at a local checkpoint (e.g. <wmt22-comet-da>/checkpoints/model.ckpt)"
         )
     try:
-        from comet import load_from_checkpoint
+        from comet import load_from_checkpoint  # optional extra (caspes[comet]): imported only when used
     except ImportError:
         raise RuntimeError(
             "decoding.comet_checkpoint is set but the optional package unbabel-comet is not installed: "

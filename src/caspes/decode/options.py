@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["DecodingOptions", "max_target_length"]
+__all__ = ["DecodingOptions", "max_target_length", "WORKFLOW_KEYS", "split_decoding_settings"]
 
 
 @dataclass(frozen=True)
@@ -44,3 +46,14 @@ class DecodingOptions:
 def max_target_length(encoder_length: int, options: DecodingOptions, max_target_positions: int) -> int:
     """Maximum target tokens (forced prefix included, EOS excluded) for ``T' = encoder_length``."""
     return min(int(options.max_len_a * encoder_length + options.max_len_b), max_target_positions - 1)
+
+
+#: Keys of the workflow's ``decoding`` settings that are not :class:`DecodingOptions` fields.
+WORKFLOW_KEYS = ("splits", "batch_frames", "comet_checkpoint", "device")
+
+
+def split_decoding_settings(settings: Mapping[str, Any]) -> tuple[DecodingOptions, dict[str, Any]]:
+    """The config's ``decoding`` block as (:class:`DecodingOptions`, the other keys: which splits,
+    ``batch_frames``, ``comet_checkpoint``, ``device``)."""
+    options = DecodingOptions(**{k: v for k, v in settings.items() if k not in WORKFLOW_KEYS})
+    return options, {k: settings[k] for k in WORKFLOW_KEYS if k in settings}

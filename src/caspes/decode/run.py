@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,17 +14,26 @@ from torch import Tensor
 from tqdm import tqdm
 
 from caspes.core.manifest import DataError
+from caspes.core.tsv import write_tsv
 from caspes.decode.beam import beam_search
 from caspes.decode.greedy import greedy_decode
 from caspes.decode.metrics import comet, quality_row
-from caspes.decode.options import DecodingOptions
+from caspes.decode.options import DecodingOptions, split_decoding_settings
 from caspes.decode.xattn import write_cross_attention_store
 from caspes.features import FeatureReader
 from caspes.model.checkpoint import load_model
 from caspes.model.inference import resolve_device
 from caspes.tokenizer import Tokenizer
 
-__all__ = ["decode_batch", "make_decode_batches", "decode_manifest", "evaluate_greedy", "decode_split"]
+__all__ = [
+    "decode_batch",
+    "make_decode_batches",
+    "decode_manifest",
+    "evaluate_greedy",
+    "decode_split",
+    "decode_split_to_files",
+    "evaluate_greedy_to_files",
+]
 
 log = logging.getLogger(__name__)
 
@@ -237,3 +246,41 @@ def decode_split(
             log.info("COMET not computed: decoding.comet_checkpoint names no local checkpoint")
     log.info("%s %s-%s: %s", Path(manifest).name, src, tgt, quality)
     return quality
+
+
+def decode_split_to_files(
+    checkpoint_path: str | Path,
+    tokenizer_path: str | Path,
+    manifest: str | Path,
+    task: str,
+    settings: Mapping[str, Any],
+    hyps_path: str | Path,
+    xattn_path: str | Path,
+    quality_path: str | Path,
+    labels: Mapping[str, str],
+) -> dict:
+    """:func:`decode_split` with the config's ``decoding`` settings; also writes the one-row quality
+    TSV (``labels`` first, e.g. model and split). Returns the quality row."""
+    options, extra = split_decoding_settings(settings)
+    quality = decode_split(
+        checkpoint_path, tokenizer_path, manifest, task, options, hyps_path, xattn_path,
+        batch_frames=extra["batch_frames"], comet_checkpoint=extra["comet_checkpoint"], device=extra["device"],
+    )  # fmt: skip
+    row = {**labels, **quality}
+    write_tsv(quality_path, [row])
+    return row
+
+
+def evaluate_greedy_to_files(
+    checkpoint_path: str | Path,
+    tokenizer_path: str | Path,
+    manifests: Mapping[str, str | Path],
+    tasks: Sequence[str],
+    quality_path: str | Path,
+    hyps_path: str | Path,
+) -> None:
+    """:func:`evaluate_greedy`, written as two TSVs (quality per language and task; hypotheses)."""
+    quality, hyps = evaluate_greedy(checkpoint_path, tokenizer_path, dict(manifests), tasks)
+    table = write_tsv(quality_path, quality)
+    write_tsv(hyps_path, hyps)
+    log.info("greedy dev quality:\n%s", table.to_string(index=False))

@@ -30,22 +30,32 @@ Size
 
 from __future__ import annotations
 
+import csv
 import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from caspes.core.tsv import write_tsv
 from caspes.decode.metrics import bleu, wer_max
+from caspes.decode.options import split_decoding_settings
 from caspes.decode.run import decode_batch, make_decode_batches
 from caspes.decode.xattn import CrossAttentionStore
 from caspes.explain.maps import Selection, mean_attention, normalize_per_token, pool_saliency
+from caspes.explain.selection import select_ids
 from caspes.explain.stores import SaliencyStore
+from caspes.features import FeatureReader
+from caspes.model.checkpoint import load_model
+from caspes.model.inference import resolve_device
+from caspes.tokenizer import Tokenizer
 
 __all__ = [
     "UNITS",
@@ -348,3 +358,53 @@ def deletion_curve(
         auc=auc(scores, percents),
         hypotheses=hyp_rows,
     )
+
+
+def read_hypotheses(path: str | Path) -> pd.DataFrame:
+    """The decode stage's ``hyps.tsv`` as strings (no quoting, empty fields stay empty)."""
+    return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, quoting=csv.QUOTE_NONE)
+
+
+def deletion_to_files(
+    map_name: str,
+    checkpoint: str | Path,
+    tokenizer_path: str | Path,
+    manifest: str | Path,
+    hyps_path: str | Path,
+    map_paths: Sequence[str | Path],
+    task: str,
+    decoding: Mapping[str, Any],
+    settings: Mapping[str, Any],
+    max_utterances: int | None,
+    curve_path: str | Path,
+    deleted_hyps_path: str | Path,
+    device: str = "cpu",
+) -> DeletionResult:
+    """Deletion curve of explanation ``map_name`` (:data:`DELETION_MAPS`) over the explained
+    utterances of one decoded split, re-decoded with the config's ``decoding`` settings.
+
+    ``settings``: the config's ``explain.deletion`` block (``step_percent``, ``batch_frames``).
+    Writes ``curve_path`` (unit, metric, percent, score, AUC, utterances) and the hypotheses at
+    every step to ``deleted_hyps_path``.
+    """
+    options, _ = split_decoding_settings(decoding)
+    model, _ = load_model(checkpoint, resolve_device(device))
+    reader = FeatureReader(manifest)
+    frames = {r["id"]: int(r["n_frames"]) for r in reader.rows}
+    hyps = read_hypotheses(hyps_path)
+    ids = select_ids(list(hyps["id"]), max_utterances)  # the explained utterances, in manifest order
+    orders = deletion_orders(map_name, map_paths, frames, ids)
+    rows = [r for r in hyps.to_dict("records") if r["id"] in orders]
+    res = deletion_curve(
+        model, Tokenizer(tokenizer_path), reader, rows, orders, deletion_map_spec(map_name)[1], task,
+        options, settings["step_percent"], settings["batch_frames"], progress=True,
+    )  # fmt: skip
+    curve = pd.DataFrame({"percent": res.percents, "score": res.scores})
+    curve.insert(0, "metric", res.metric)
+    curve.insert(0, "unit", res.unit)
+    curve["auc"] = round(res.auc, 4)
+    curve["utterances"] = len(rows)
+    write_tsv(curve_path, curve)
+    write_tsv(deleted_hyps_path, res.hypotheses)
+    log.info("%s deletion AUC (%s) = %.2f over %d utterances", res.unit, res.metric, res.auc, len(rows))
+    return res

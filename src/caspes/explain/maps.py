@@ -11,6 +11,8 @@ import numpy as np
 from torch import Tensor
 
 __all__ = [
+    "zscore",
+    "minmax",
     "normalize_per_token",
     "POOLINGS",
     "NORMALISATIONS",
@@ -20,6 +22,24 @@ __all__ = [
     "normalise",
     "pool_saliency",
 ]
+
+
+def zscore(x: np.ndarray, axis: int, ddof: int = 0) -> np.ndarray:
+    """``x`` (float64) z-scored along ``axis``, std with ``ddof``; 0 where the std is 0 or the result
+    is not finite (a constant row or column becomes all zeros)."""
+    mean = x.mean(axis=axis, keepdims=True)
+    std = x.std(axis=axis, ddof=ddof, keepdims=True) if x.shape[axis] > ddof else np.zeros_like(mean)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = (x - mean) / std
+    z[~np.isfinite(z)] = 0.0
+    return z
+
+
+def minmax(x: np.ndarray, axis: int) -> np.ndarray:
+    """``x`` (float64) min-max scaled to [0, 1] along ``axis``; a constant row or column becomes 0."""
+    shifted = x - x.min(axis=axis, keepdims=True)
+    span = shifted.max(axis=axis, keepdims=True)
+    return np.divide(shifted, span, out=np.zeros_like(shifted), where=span > 0)
 
 
 def normalize_per_token(saliency: np.ndarray | Tensor) -> np.ndarray:
@@ -34,16 +54,7 @@ def normalize_per_token(saliency: np.ndarray | Tensor) -> np.ndarray:
     if x.ndim < 2:
         raise ValueError(f"saliency must have a token axis and at least one more, got shape {x.shape}")
     flat = x.reshape(x.shape[0], -1)
-    mean = flat.mean(axis=1, keepdims=True)
-    std = flat.std(axis=1, ddof=1, keepdims=True) if flat.shape[1] > 1 else np.zeros_like(mean)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = (flat - mean) / std
-    z[~np.isfinite(z)] = 0.0
-    lo = z.min(axis=1, keepdims=True)
-    span = z.max(axis=1, keepdims=True) - lo
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = np.where(span > 0, (z - lo) / np.where(span > 0, span, 1.0), 0.0)
-    return out.reshape(x.shape).astype(np.float32)
+    return minmax(zscore(flat, axis=1, ddof=1), axis=1).reshape(x.shape).astype(np.float32)
 
 
 POOLINGS = ("max2d", "avg2d", "max1d_avg1d")
@@ -89,7 +100,7 @@ def normalise(matrix: np.ndarray, axis: str) -> np.ndarray:
 
     ``"frame"``: each column (encoder frame) z-scored across rows, population std, constant -> 0;
     ``"token"``: each row z-scored (n-1) then min-max scaled to [0, 1], constant -> 0
-    (:func:`caspes.spes.normalize_per_token`); ``"none"``: unchanged (float64).
+    (:func:`normalize_per_token`); ``"none"``: unchanged (float64).
     """
     x = np.asarray(matrix, dtype=np.float64)
     if x.ndim != 2:
@@ -99,11 +110,7 @@ def normalise(matrix: np.ndarray, axis: str) -> np.ndarray:
     if axis == "token":
         return normalize_per_token(x).astype(np.float64)
     if axis == "frame":
-        mean = x.mean(axis=0, keepdims=True)
-        std = x.std(axis=0, keepdims=True)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            z = np.where(std > 0, (x - mean) / np.where(std > 0, std, 1.0), 0.0)
-        return z
+        return zscore(x, axis=0)
     raise ValueError(f"normalisation must be one of {NORMALISATIONS}, got {axis!r}")
 
 

@@ -16,17 +16,22 @@ Labels are stored 0-based (skimage's ``start_label=1`` minus one) as int32 (T, F
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import logging
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from skimage.segmentation import slic
 from tqdm import tqdm
 
 from caspes.core.zipstore import RecordArchive, RecordArchiveWriter
+from caspes.explain.selection import select_ids
+from caspes.features import FeatureReader
 
 __all__ = [
+    "segment_manifest",
     "SegmentationOptions",
     "n_segments",
     "rescale_unit",
@@ -34,6 +39,8 @@ __all__ = [
     "SegmentationStore",
     "write_segmentations",
 ]
+
+log = logging.getLogger(__name__)
 
 _FIELDS = ("labels", "n_segments", "requested")
 
@@ -168,4 +175,26 @@ def write_segmentations(
     for k in range(len(options.base_segments)):
         summary[f"requested_level{k}"] = round(float(requested_sum[k] / n), 1)
         summary[f"segments_level{k}"] = round(float(obtained_sum[k] / n), 1)
+    return summary
+
+
+def segment_manifest(
+    manifest: str | Path, out_path: str | Path, options: Mapping[str, Any], max_utterances: int | None
+) -> dict[str, float]:
+    """Segment the explained utterances of a feature manifest (:func:`select_ids`; utterance CMVN
+    applied on load, as decoded) with the config's ``explain.segmentation`` settings."""
+    options = SegmentationOptions(
+        base_segments=tuple(options["base_segments"]),
+        threshold_frames=options["threshold_frames"],
+        reference_frames=options["reference_frames"],
+        compactness=options["compactness"],
+        sigma=options["sigma"],
+    )
+    reader = FeatureReader(manifest)
+    ids = select_ids([r["id"] for r in reader.rows], max_utterances)
+    log.info("segmenting %d of %d utterances with %s", len(ids), len(reader), options)
+    summary = write_segmentations(
+        out_path, ((uid, reader[uid]) for uid in ids), options, progress=True, total=len(ids)
+    )
+    log.info("done: %s", summary)
     return summary

@@ -5,40 +5,29 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+import torch
 from tqdm import tqdm
 
 from caspes.core.manifest import DataError
+from caspes.core.tsv import write_tsv
 from caspes.core.zipstore import RecordArchive, RecordArchiveWriter
 from caspes.decode.xattn import CrossAttentionStore
 from caspes.explain.segment import SegmentationStore
-from caspes.explain.spes import explain_encoder, explain_input
+from caspes.explain.selection import select_ids, shard_ids
+from caspes.explain.spes import OcclusionOptions, explain_encoder, explain_input
 from caspes.explain.stores import _FIELDS, KINDS, SaliencyRecord, SaliencyStoreWriter
 from caspes.features import FeatureReader
 from caspes.model.checkpoint import load_model
 from caspes.model.inference import resolve_device
 
-__all__ = ["select_ids", "shard_ids", "explain_shard", "gather_shards"]
+__all__ = ["explain_shard", "gather_shards", "explain_shard_to_files", "gather_shards_to_files"]
 
 log = logging.getLogger(__name__)
-
-
-# --------------------------------------------------------------------------- selection
-def select_ids(ids: Sequence[str], max_utterances: int | None) -> list[str]:
-    """The first ``max_utterances`` ids (all when None)."""
-    if max_utterances is not None and max_utterances < 1:
-        raise ValueError(f"max_utterances must be >= 1 or null, got {max_utterances}")
-    return list(ids) if max_utterances is None else list(ids)[:max_utterances]
-
-
-def shard_ids(ids: Sequence[str], index: int, count: int) -> list[str]:
-    """Ids of shard ``index`` (0-based) of ``count``: every ``count``-th id from ``index``."""
-    if count < 1 or not 0 <= index < count:
-        raise ValueError(f"shard index {index} of {count} is out of range")
-    return list(ids)[index::count]
 
 
 # --------------------------------------------------------------------------- workflow steps
@@ -172,3 +161,54 @@ def _gather(stores: Sequence[RecordArchive], out_path: str | Path, order: Sequen
         for uid in order:
             writer.add_raw(uid, where[uid].raw(uid))
     return len(order)
+
+
+def explain_shard_to_files(
+    kind: str,
+    checkpoint: str | Path,
+    manifest: str | Path,
+    xattn_path: str | Path,
+    store_path: str | Path,
+    timing_path: str | Path,
+    options: Mapping[str, Any],
+    scatteritem: str,
+    max_utterances: int | None = None,
+    segments_path: str | Path | None = None,
+    device: str = "auto",
+) -> dict[str, object]:
+    """:func:`explain_shard` for Snakemake's scatter item ``"<i>-of-<n>"`` (1-based), with the
+    config's occlusion settings; writes the shard's one-row timing TSV (shard, cost, device)."""
+    index, count = (int(x) for x in scatteritem.split("-of-"))
+    summary: dict[str, object] = dict(
+        explain_shard(
+            kind,
+            checkpoint,
+            manifest,
+            xattn_path,
+            store_path,
+            OcclusionOptions(**options),
+            shard=(index - 1, count),
+            max_utterances=max_utterances,
+            segments_path=segments_path,
+            device=device,
+        )  # fmt: skip
+    )
+    summary["device"] = "cuda" if torch.cuda.is_available() and device != "cpu" else "cpu"
+    row = {"shard": scatteritem, **summary}
+    write_tsv(timing_path, [row])
+    return row
+
+
+def gather_shards_to_files(
+    shard_paths: Sequence[str | Path],
+    timing_paths: Sequence[str | Path],
+    store_path: str | Path,
+    timing_path: str | Path,
+) -> int:
+    """:func:`gather_shards`, plus the shards' timing rows in one TSV; returns the utterance count."""
+    n = gather_shards(list(shard_paths), store_path)
+    timing = pd.concat([pd.read_csv(p, sep="\t") for p in timing_paths], ignore_index=True)
+    write_tsv(timing_path, timing)
+    log.info("%d utterances from %d shards; %.2f s per utterance", n, len(timing),
+             timing["seconds"].sum() / max(n, 1))  # fmt: skip
+    return n

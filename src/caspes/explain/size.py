@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
-__all__ = ["size_curve"]
+from caspes.core.tsv import write_tsv
+from caspes.explain.maps import normalize_per_token
+from caspes.explain.stores import SaliencyStore
+
+__all__ = ["size_curve", "size_table"]
+
+log = logging.getLogger(__name__)
 
 
 def size_curve(maps: Sequence[np.ndarray], step: float = 0.05) -> tuple[list[float], list[float], float]:
@@ -26,3 +35,17 @@ def size_curve(maps: Sequence[np.ndarray], step: float = 0.05) -> tuple[list[flo
     mean = np.mean(np.asarray(per_map), axis=0)
     area = float(np.sum((mean[1:] + mean[:-1]) * np.diff(taus)) / 2.0)
     return taus, mean.tolist(), area
+
+
+def size_table(store_path: str | Path, out_path: str | Path) -> float:
+    """Size curve of every map of a saliency store (each normalised per token), written as TSV
+    (threshold, percent above, AUC, utterances); returns the AUC."""
+    with SaliencyStore(store_path) as store:
+        maps = [normalize_per_token(store[uid].saliency) for uid in store.ids]
+    taus, percents, area = size_curve(maps)
+    table = pd.DataFrame({"threshold": taus, "percent_above": percents})
+    table["auc"] = round(area, 4)
+    table["utterances"] = len(maps)
+    write_tsv(out_path, table)
+    log.info("size AUC = %.2f over %d utterances", area, len(maps))
+    return area
