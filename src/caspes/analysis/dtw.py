@@ -1,4 +1,40 @@
-"""Token spans from a (token, frame) map: DTW (whisper's way), argmax, centroid."""
+"""Token spans from a (token, frame) map: DTW (whisper's way), argmax, centroid.
+
+A map is an ``(I, T')`` array, one row per target token and one column per encoder frame
+(:data:`FRAME_SECONDS` each); :mod:`caspes.analysis.timestamps` turns the spans into word times.
+
+Method
+    *DTW* (the idea behind Whisper's cross-attention word timestamps; the code here is our own).
+    Each row is min-max scaled over the frames to [0, 1] and the cost is ``1 - scaled map`` (0 at
+    the row's peak, 1 at its lowest frame; a constant row costs 1 everywhere and so pulls the path
+    nowhere). The classic dynamic-time-warping recursion then finds the monotonic minimum-cost
+    path from (first token, first frame) to (last token, last frame) with steps (i+1, j+1),
+    (i+1, j) and (i, j+1). The path visits every row and every column, so each token gets the
+    contiguous run of frames it is paired with, ``[first frame, last frame + 1)``; consecutive
+    tokens' runs touch (diagonal step) or share one frame (vertical step), and several tokens can
+    share one frame (which is how the path copes with ``I > T'``).
+
+    Why this normalisation: scaling each row puts rows of very different scale (a peaked row and
+    a diffuse one) on the same footing, and non-negative costs make every extra cell a cost, so
+    with ``I <= T'`` the path is essentially a monotonic assignment of each frame to one token
+    that maximises the tokens' scaled mass, and it stacks two tokens on a frame only when the
+    map asks for it. The alternative ``normalisation="zscore"`` (cost = minus the row z-scored
+    over frames, as in Whisper's recipe up to its axis) is kept for comparison; its costs are
+    negative above each row's mean and only about ``mean / std`` (near 0 for a peaked row) below,
+    so vertical steps are almost free and token starts tend to creep one frame early.
+
+    *Point baselines*. ``argmax``: each row's peak frame (the first one on ties). ``centroid``:
+    each row's centre of mass after shifting the row so that its minimum is 0 (a constant row
+    has its centre in the middle of the utterance), rounded half up to a frame. Both give a
+    one-frame span ``[f, f + 1)`` per token and say nothing about durations, so
+    :func:`word_times` (with ``monotonic=True``) lets each word run up to the next word's start.
+
+Why our own DTW rather than a package (dtw-python, tslearn, librosa's ``sequence.dtw``): the maps
+are small (tens of tokens by a few hundred frames), so a numpy recursion costs milliseconds; and
+what decides the spans is fixed and tested here: the step set, the start and end cells, float64
+accumulation and the tie-breaking order of :func:`dtw_path`, which those packages choose
+differently or leave unspecified.
+"""
 
 from __future__ import annotations
 

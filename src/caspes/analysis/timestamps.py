@@ -8,30 +8,8 @@ give back the words' times. This module turns a map into word times and scores t
 the ground-truth word times of the synthetic corpus.
 
 Method
-    *DTW* (the idea behind Whisper's cross-attention word timestamps; the code here is our own).
-    Each row is min-max scaled over the frames to [0, 1] and the cost is ``1 - scaled map`` (0 at
-    the row's peak, 1 at its lowest frame; a constant row costs 1 everywhere and so pulls the path
-    nowhere). The classic dynamic-time-warping recursion then finds the monotonic minimum-cost
-    path from (first token, first frame) to (last token, last frame) with steps (i+1, j+1),
-    (i+1, j) and (i, j+1). The path visits every row and every column, so each token gets the
-    contiguous run of frames it is paired with, ``[first frame, last frame + 1)``; consecutive
-    tokens' runs touch (diagonal step) or share one frame (vertical step), and several tokens can
-    share one frame (which is how the path copes with ``I > T'``).
-
-    Why this normalisation: scaling each row puts rows of very different scale (a peaked row and
-    a diffuse one) on the same footing, and non-negative costs make every extra cell a cost, so
-    with ``I <= T'`` the path is essentially a monotonic assignment of each frame to one token
-    that maximises the tokens' scaled mass, and it stacks two tokens on a frame only when the
-    map asks for it. The alternative ``normalisation="zscore"`` (cost = minus the row z-scored
-    over frames, as in Whisper's recipe up to its axis) is kept for comparison; its costs are
-    negative above each row's mean and only about ``mean / std`` (near 0 for a peaked row) below,
-    so vertical steps are almost free and token starts tend to creep one frame early.
-
-    *Point baselines*. ``argmax``: each row's peak frame (the first one on ties). ``centroid``:
-    each row's centre of mass after shifting the row so that its minimum is 0 (a constant row
-    has its centre in the middle of the utterance), rounded half up to a frame. Both give a
-    one-frame span ``[f, f + 1)`` per token and say nothing about durations, so
-    :func:`word_times` (with ``monotonic=True``) lets each word run up to the next word's start.
+    Token spans come from :mod:`caspes.analysis.dtw` (DTW over the map, or the ``argmax`` and
+    ``centroid`` point baselines); see its docstring for the cost and why it is normalised so.
 
 Words
     :func:`group_words` groups piece rows into words (a ``"▁"`` piece opens a word). A word's time
@@ -40,7 +18,7 @@ Words
 
 Evaluation
     The hypothesis words are aligned to the reference transcript by Levenshtein distance
-    (:func:`align_words`); only words that are equal in both are scored. :func:`timestamp_errors`
+    (:func:`align_words`, rapidfuzz's opcodes); only words that are equal in both are scored. :func:`timestamp_errors`
     gives the mean absolute start and end errors (ms) and the share of boundaries within given
     tolerances.
 """

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from torch import Tensor
 from tqdm import tqdm
 
+from caspes.core.batching import pack_by_frames
 from caspes.core.manifest import DataError
 from caspes.core.tsv import write_tsv
 from caspes.decode.beam import beam_search
@@ -28,6 +28,7 @@ from caspes.tokenizer import Tokenizer
 __all__ = [
     "decode_batch",
     "make_decode_batches",
+    "decode_and_score",
     "decode_manifest",
     "evaluate_greedy",
     "decode_split",
@@ -62,18 +63,7 @@ def make_decode_batches(
     if batch_frames < 1:
         raise ValueError(f"batch_frames must be >= 1, got {batch_frames}")
     order = sorted(range(len(n_frames)), key=lambda i: (-int(n_frames[i]), i))
-    batches: list[list[int]] = []
-    current: list[int] = []
-    for i in order:
-        longest = int(n_frames[current[0]]) if current else int(n_frames[i])
-        full = batch_size is not None and len(current) >= batch_size
-        if current and (full or (len(current) + 1) * longest > batch_frames):
-            batches.append(current)
-            current = []
-        current.append(i)
-    if current:
-        batches.append(current)
-    return batches
+    return pack_by_frames(order, n_frames, batch_frames, batch_size)
 
 
 def decode_manifest(
@@ -152,6 +142,32 @@ def decode_manifest(
     return results
 
 
+def decode_and_score(
+    model: Any,
+    tokenizer: Any,
+    reader: Any,
+    task: str,
+    src: str,
+    options: DecodingOptions = DecodingOptions(),
+    batch_frames: int = 20000,
+    progress: bool = True,
+) -> tuple[list[dict], dict]:
+    """:func:`decode_manifest` timed, and its quality: (hypothesis rows, quality row with the
+    decoding seconds per utterance). ``src``: the source language; ST scores against the
+    manifest's ``tgt_lang``."""
+    start = time.perf_counter()
+    rows = decode_manifest(
+        model, tokenizer, reader, task, options, batch_frames=batch_frames, progress=progress
+    )
+    seconds = time.perf_counter() - start
+    tgt = reader.rows[0]["tgt_lang"] if task == "st" and reader.rows else src
+    quality = quality_row(
+        task, f"{src}-{tgt}", [r["hypothesis"] for r in rows], [r["reference"] for r in rows], tgt
+    )
+    quality["seconds_per_utterance"] = round(seconds / max(len(rows), 1), 4)
+    return rows, quality
+
+
 def evaluate_greedy(
     checkpoint_path: str | Path,
     tokenizer_path: str | Path,
@@ -174,19 +190,12 @@ def evaluate_greedy(
     for lang, manifest in manifests.items():
         reader = FeatureReader(manifest)
         for task in tasks:
-            start = time.perf_counter()
-            rows = decode_manifest(
-                model, tokenizer, reader, task, batch_frames=batch_frames, progress=progress
+            rows, row = decode_and_score(
+                model, tokenizer, reader, task, lang, batch_frames=batch_frames, progress=progress
             )
-            seconds = time.perf_counter() - start
-            tgt = rows[0]["tgt_lang"] if task == "st" and rows else lang
-            row = quality_row(
-                task, f"{lang}-{tgt}", [r["hypothesis"] for r in rows], [r["reference"] for r in rows], tgt
-            )
-            row["seconds_per_utterance"] = round(seconds / max(len(rows), 1), 4)
             quality.append(row)
             hyps.extend(rows)
-            log.info("%s %s: %s", f"{lang}-{tgt}", task, row)
+            log.info("%s %s: %s", row["lang_pair"], task, row)
     return quality, hyps
 
 
@@ -218,21 +227,14 @@ def decode_split(
     model, _ = load_model(checkpoint_path, resolve_device(device))
     tokenizer = Tokenizer(tokenizer_path)
     reader = FeatureReader(manifest)
-    start = time.perf_counter()
-    rows = decode_manifest(
-        model, tokenizer, reader, task, options, batch_frames=batch_frames, progress=progress
-    )
-    seconds = time.perf_counter() - start
-    pd.DataFrame(
-        rows, columns=["id", "src_lang", "tgt_lang", "task", "reference", "hypothesis", "pieces"]
-    ).to_csv(hyps_path, sep="\t", index=False)
-    write_cross_attention_store(xattn_path, model, tokenizer, reader, rows)
     src = reader.rows[0]["src_lang"] if reader.rows else ""
-    tgt = src if task == "asr" else (reader.rows[0]["tgt_lang"] if reader.rows else "")
-    quality = quality_row(
-        task, f"{src}-{tgt}", [r["hypothesis"] for r in rows], [r["reference"] for r in rows], tgt
+    rows, quality = decode_and_score(
+        model, tokenizer, reader, task, src, options, batch_frames=batch_frames, progress=progress
     )
-    quality["seconds_per_utterance"] = round(seconds / max(len(rows), 1), 4)
+    write_tsv(
+        hyps_path, rows, columns=["id", "src_lang", "tgt_lang", "task", "reference", "hypothesis", "pieces"]
+    )
+    write_cross_attention_store(xattn_path, model, tokenizer, reader, rows)
     if task == "st":
         if comet_checkpoint:
             by_id = {r["id"]: r for r in reader.rows}
@@ -244,7 +246,7 @@ def decode_split(
             )
         else:
             log.info("COMET not computed: decoding.comet_checkpoint names no local checkpoint")
-    log.info("%s %s-%s: %s", Path(manifest).name, src, tgt, quality)
+    log.info("%s %s: %s", Path(manifest).name, quality["lang_pair"], quality)
     return quality
 
 

@@ -73,6 +73,8 @@ __all__ = [
     "auc",
     "DeletionResult",
     "deletion_curve",
+    "read_hypotheses",
+    "deletion_to_files",
 ]
 
 log = logging.getLogger(__name__)
