@@ -1,8 +1,9 @@
-"""Cross-attention against saliency: normalisations, pooling of SM^X to the encoder grid, and the
-per-utterance Pearson correlations behind Tables 1-4 and 6 (paper §3.3, §5; spec §5 and §10).
+"""Cross-attention against saliency: the per-utterance Pearson correlations behind Tables 1-4
+and 6 (paper §3.3, §5; spec §5 and §10). The normalisations, the pooling of SM^X to the encoder
+grid and the (layer, head) selections are in :mod:`caspes.explain.maps`.
 
 For one utterance with cross-attention ``A`` (L, H, I, T') and a saliency map ``S`` (I, T') (SM^H,
-or SM^X pooled from (I, T, F) by :func:`pool_saliency`):
+or SM^X pooled from (I, T, F) by :func:`~caspes.explain.maps.pool_saliency`):
 
 1. rows: only the rows that predict content tokens are kept (role ``token``): the language-tag row
    and the EOS row are removed from both maps (the decoder's BOS is an input, never a row);
@@ -73,7 +74,7 @@ def correlate(
     """Pearson r between CA and a saliency map (I, T') of one utterance for every selection.
 
     Args:
-        attention: (L, H, I, T') cross-attention (:mod:`caspes.xattn`).
+        attention: (L, H, I, T') cross-attention (:mod:`caspes.decode.xattn`).
         saliency: (I, T') SM^H or pooled SM^X of the same rows.
         roles: row roles (``lang`` / ``token`` / ``eos``); only ``token`` rows are compared.
         chosen: selections (default: :func:`selections` of the attention's L and H).

@@ -60,7 +60,7 @@ def filter_manifest_rows(
 ) -> tuple[list[dict[str, str]], SkipLog]:
     """Keep the rows whose audio (or stored features) is readable, texts non-empty and length in bounds.
 
-    Rows must carry ``_line`` (see :func:`caspes.io.read_manifest`); skips name ``file:line``.
+    Rows must carry ``_line`` (see :func:`caspes.core.manifest.read_manifest`); skips name ``file:line``.
     Texts named in ``needed_texts`` that are absent as columns are not checked.
     """
     manifest_path = Path(manifest_path)

@@ -3,7 +3,7 @@
 Same conventions as :mod:`caspes.decode` (greedy search): the decoder input is
 ``[EOS (as BOS), forced prefix (normally <lang:xx>), generated ...]``, the *target* of a
 hypothesis is ``prefix + generated + [EOS]``, the maximum target length ``max_len`` (prefix
-included, EOS excluded) is :func:`caspes.decode.max_target_length` of the utterance's own encoder
+included, EOS excluded) is :func:`caspes.decode.options.max_target_length` of the utterance's own encoder
 length ``T'``.
 
 What it does (fairseq ``SequenceGenerator`` with its default settings unless stated):
@@ -49,7 +49,7 @@ What it does (fairseq ``SequenceGenerator`` with its default settings unless sta
 
 Differences from fairseq that cannot change results with its defaults: the maximum length uses
 the utterance's own ``T'`` (see :mod:`caspes.decode`); a hypothesis never reaches the decoder with
-padding.  Greedy search (:func:`caspes.decode.greedy_decode`) bans neither BOS nor repeated
+padding.  Greedy search (:func:`caspes.decode.greedy.greedy_decode`) bans neither BOS nor repeated
 n-grams, so ``beam_size=1`` reproduces it exactly with ``no_repeat_ngram_size=0`` whenever greedy
 does not pick id 0.
 """
@@ -336,7 +336,7 @@ def beam_search(
             are moved to its device and dtype).
         features: list of (T_i, n_mels) arrays, or a padded (B, T, n_mels) tensor with ``lengths``.
         prefix: per utterance the tokens forced after the EOS-as-BOS start, e.g. ``[[lang_id]]``.
-        options: :class:`~caspes.decode.DecodingOptions` (``beam_size``, max length, batch size).
+        options: :class:`~caspes.decode.options.DecodingOptions` (``beam_size``, max length, batch size).
         lengths: (B,) valid frames when ``features`` is a tensor.
         no_repeat_ngram_size: n-gram blocking size (0: off).
 

@@ -1,4 +1,23 @@
-"""Greedy search and the chunking driver shared with beam search."""
+"""Greedy search of an :class:`~caspes.model.S2TModel`, and the chunking driver shared with beam search.
+
+Conventions (fairseq's, as in training — :func:`caspes.train.data.build_target`):
+
+* the decoder input starts with EOS used as BOS (``model.dims.eos_id``), followed by the
+  *forced prefix* of the utterance (normally its ``<lang:xx>`` tag), then the generated tokens;
+* the *target* of an utterance is ``prefix + generated`` (+ EOS when the model emits it);
+* the maximum target length (prefix included, EOS excluded) is fairseq's
+  ``max_len = min(int(max_len_a * T' + max_len_b), max_target_positions - 1)``; here ``T'`` is the
+  utterance's own encoder length (fairseq multiplies ``a`` by the padded input length of the
+  batch, which makes results depend on batching; with the default ``a = 0`` both agree).
+  A row that reaches ``max_len`` stops as if EOS had been forced (fairseq does exactly that);
+* like fairseq's ``SequenceGenerator``, PAD is never chosen, and EOS is not allowed as the very
+  first target token (``min_len = 1``; irrelevant when a prefix is forced);
+* rows are decoded in batches with the key/value cache (:meth:`S2TModel.decode_step`); a row that
+  has finished is removed from the batch (its cache rows are dropped), so it cannot change.
+
+Beam search (:func:`caspes.decode.beam.beam_search`) has the same inputs/outputs as
+:func:`greedy_decode`; :func:`caspes.decode.run.decode_batch` dispatches on ``options.beam_size``.
+"""
 
 from __future__ import annotations
 

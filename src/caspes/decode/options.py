@@ -18,7 +18,7 @@ class DecodingOptions:
             utterance), capped at ``max_target_positions - 1``; counts the forced prefix, not EOS.
         batch_size: at most this many utterances per decoder batch (None: no limit; the
             frame budget of :func:`decode_manifest` still applies).
-        beam_size: 1 = greedy search, > 1 = beam search (:mod:`caspes.beam`).
+        beam_size: 1 = greedy search, > 1 = beam search (:mod:`caspes.decode.beam`).
         force_lang_tag: :func:`decode_manifest` forces the target-language tag as the first
             target token (as in training); False lets the model choose it.
         no_repeat_ngram_size: beam search never repeats an n-gram of this size (0: off; the

@@ -47,7 +47,7 @@ def decode_batch(
     lengths: Sequence[int] | Tensor | None = None,
 ) -> list[list[int]]:
     """Decode with the search ``options`` asks for: greedy for ``beam_size == 1``, else
-    :func:`caspes.beam.beam_search` (no-repeat-ngram size 5, as the study decodes)."""
+    :func:`caspes.decode.beam.beam_search` (no-repeat-ngram size 5, as the study decodes)."""
     if options.beam_size == 1:
         return greedy_decode(model, features, prefix, options, lengths)
 
@@ -179,7 +179,7 @@ def evaluate_greedy(
     """Greedy-decode each language's manifest for each task with a trained checkpoint.
 
     Returns (quality rows, hypothesis rows): one quality row per (language, task) with WER
-    (ASR) or BLEU/chrF (ST), as :func:`caspes.metrics.quality_row` builds it, plus the
+    (ASR) or BLEU/chrF (ST), as :func:`caspes.decode.metrics.quality_row` builds it, plus the
     utterance count and decoding seconds per utterance; and every decoded utterance.
     """
 
@@ -216,12 +216,12 @@ def decode_split(
 
     ``device``: where the model runs (``"auto"``: CUDA when available).
     For ST, COMET is added when ``comet_checkpoint`` names a local checkpoint
-    (:func:`caspes.metrics.comet`); otherwise the log says it was not computed.
+    (:func:`caspes.decode.metrics.comet`); otherwise the log says it was not computed.
 
     Writes ``hyps_path`` (TSV: id, languages, task, reference, hypothesis, pieces — the pieces
     are exactly what the saliency stage teacher-forces) and ``xattn_path`` (every decoder
-    layer and head for the re-scored final hypothesis, :mod:`caspes.xattn`). Returns the quality
-    row (:func:`caspes.metrics.quality_row`) with the decoding seconds per utterance.
+    layer and head for the re-scored final hypothesis, :mod:`caspes.decode.xattn`). Returns the quality
+    row (:func:`caspes.decode.metrics.quality_row`) with the decoding seconds per utterance.
     """
 
     model, _ = load_model(checkpoint_path, resolve_device(device))

@@ -7,7 +7,7 @@ Extraction
     same hypothesis (the decoder is causal), but do not depend on how the search got there.
 
 Row convention
-    For a target ``[<lang:xx>, y_1 .. y_n]`` (what :func:`caspes.decode.decode_manifest` calls the
+    For a target ``[<lang:xx>, y_1 .. y_n]`` (what :func:`caspes.decode.run.decode_manifest` calls the
     pieces, i.e. forced prefix + generated ids, no EOS):
 
     * ``decoder_input = [EOS (as BOS), <lang:xx>, y_1 .. y_n]`` (``I = n + 2`` positions);
@@ -307,7 +307,7 @@ def write_cross_attention_store(
         features: anything with ``features[uid] -> (T, n_mels)`` (e.g. a
             :class:`~caspes.features.FeatureReader`, CMVN-normalised as for decoding).
         hypotheses: rows with ``id`` and ``pieces`` (space-separated pieces of the target without
-            EOS, language tag first), as :func:`caspes.decode.decode_manifest` returns them.
+            EOS, language tag first), as :func:`caspes.decode.run.decode_manifest` returns them.
         batch_size: utterances per teacher-forced pass.
 
     Returns:

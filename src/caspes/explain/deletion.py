@@ -1,5 +1,5 @@
 """Explanation quality: deletion curves (re-decoding with more and more of the most salient input
-removed) and the size (compactness) metric.  ``spec/spes_reference.md`` §4 and §10.
+removed).  ``spec/spes_reference.md`` §4 and §10.
 
 Rankings (most important first; ties keep the lower index first, so runs are deterministic)
     * ``cell``: single (frame, bin) cells of a full-resolution (T, F) map (SM^X, Table 5);
@@ -8,7 +8,7 @@ Rankings (most important first; ties keep the lower index first, so runs are det
     * ``encoder``: encoder output steps of SM^H.
 
     The sentence-level map is the mean over the target rows of the per-token normalised map
-    (:func:`caspes.spes.normalize_per_token`), all rows included as in the reference.
+    (:func:`caspes.explain.maps.normalize_per_token`), all rows included as in the reference.
 
 Steps
     ``k = 0 .. 100 / step`` (21 with the paper's 5%): at ``perc = k * step`` the
@@ -22,10 +22,7 @@ Scores
     reference script's number divided by 100 (the paper's scale: 0-100).  Deletion: a higher
     WER-AUC / lower BLEU-AUC means a better explanation.
 
-Size
-    Per utterance, the percentage of map elements (all rows) with normalised value >= tau for
-    tau in 0, 0.05, .., 1; mean over utterances; AUC by the trapezoid over tau (0-100, lower =
-    more compact).
+The size (compactness) metric is in :mod:`caspes.explain.size`.
 """
 
 from __future__ import annotations
@@ -113,7 +110,7 @@ def map_ranking(saliency: np.ndarray, unit: str, frames: int) -> np.ndarray:
 
     ``cell``: (I, T, F) map -> T*F cells; ``frame``: (I, T') map -> T frames (nearest-neighbour
     upsampling); ``encoder``: (I, T') map -> T' steps.  The map is normalised per token
-    (:func:`caspes.spes.normalize_per_token`) and averaged over all rows first.
+    (:func:`caspes.explain.maps.normalize_per_token`) and averaged over all rows first.
     """
 
     sentence = sentence_map(normalize_per_token(saliency))
@@ -303,7 +300,7 @@ def deletion_curve(
         orders: per utterance id the ranking (:func:`ranking`) over its units.
         unit: ``"cell"``, ``"frame"`` or ``"encoder"``.
         task: ``"asr"`` (wer_max) or ``"st"`` (BLEU).
-        options: :class:`~caspes.decode.DecodingOptions` of the study (beam 5, no-repeat 5).
+        options: :class:`~caspes.decode.options.DecodingOptions` of the study (beam 5, no-repeat 5).
         step_percent: deletion step (paper 5).
         batch_frames: decoding batch bound (utterances x frames).
 

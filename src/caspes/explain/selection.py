@@ -1,4 +1,9 @@
-"""Which utterances of a decoded split are explained, and which of them one shard computes."""
+"""Which utterances of a decoded split are explained, and which of them one shard computes.
+
+The first ``max_utterances`` of the cross-attention store (its order is the manifest's), all when
+None; shard ``k`` of ``n`` takes every ``n``-th of them starting at ``k``, so shards are balanced
+and the gathered store keeps the store order.
+"""
 
 from __future__ import annotations
 

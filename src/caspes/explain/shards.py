@@ -1,4 +1,7 @@
-"""Sharded explanation runs: which utterances, one shard's maps, gathering the shards."""
+"""The sharded SPES runs of the workflow (rules ``explain_input``, ``explain_encoder``,
+``gather_saliency``): one shard's maps into a store of its own (:mod:`caspes.explain.stores`),
+then the shards gathered into one store in selection order (:mod:`caspes.explain.selection`).
+"""
 
 from __future__ import annotations
 
@@ -52,7 +55,7 @@ def explain_shard(
         manifest: the feature manifest that was decoded (CMVN is applied when reading).
         xattn_path: cross-attention store of the decoded hypotheses (gives each row's ids).
         out_path: shard store to write.
-        options: :class:`~caspes.spes.OcclusionOptions`.
+        options: :class:`~caspes.explain.spes.OcclusionOptions`.
         shard: (index, count), 0-based.
         max_utterances: explain only the first this many utterances (None: all).
         segments_path: segmentation store (SM^X only).

@@ -1,4 +1,10 @@
-"""Size of a saliency map: share of the map above each threshold, and its area under the curve."""
+"""Size of a saliency map (its compactness; ``spec/spes_reference.md`` §4 and §10).
+
+Size
+    Per utterance, the percentage of map elements (all rows) with normalised value >= tau for
+    tau in 0, 0.05, .., 1; mean over utterances; AUC by the trapezoid over tau (0-100, lower =
+    more compact).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,16 @@
-"""Saliency stores: SM^X (I, T, F) and SM^H (I, T') per utterance, float16 in a zip store."""
+"""Saliency stores: SM^X and SM^H per utterance, one member each (:mod:`caspes.core.zipstore`).
+
+Fields of a record:
+
+* ``saliency``: float16 map divided by its row maximum, (I, T, F) for SM^X or (I, T') for SM^H;
+* ``scale``: float32 (I,) row maxima, so that the raw map is ``saliency * scale[:, None, ...]``
+  (per-row scaling keeps ~3 significant digits of KL values of any magnitude);
+* ``counts``: int32 (T, F) or (T',), how many masks occluded each element;
+* ``decoder_input``, ``target_ids``, ``pieces``, ``roles``: the rows, copied from the
+  cross-attention store of the same hypotheses (:mod:`caspes.decode.xattn`), so that row ``i`` of
+  SM, of CA and of the hypothesis always agree;
+* ``kind`` (``"input"`` / ``"encoder"``), ``n_masks``, ``p``, ``seed``: how it was made.
+"""
 
 from __future__ import annotations
 
