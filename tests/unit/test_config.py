@@ -127,3 +127,16 @@ def test_europarl_config_has_the_papers_model_sizes():
         n = count_parameters(ModelDimensions.from_dict({**model["dims"], "vocab_size": vocab}))
         print(f"{name}: {n / 1e6:.1f}M parameters (paper {PAPER_PARAMETERS[name] / 1e6:.0f}M)")
         assert abs(n / PAPER_PARAMETERS[name] - 1) <= 0.10
+
+
+def test_schema_is_package_data_and_declared_for_wheels():
+    """The schema sits in the package (found by importlib.resources), and pyproject ships it."""
+    import tomllib
+
+    import caspes.core.config as config_module
+    from caspes.core.config import SCHEMA_PATH
+
+    assert SCHEMA_PATH.is_file() and SCHEMA_PATH.parent == Path(config_module.__file__).resolve().parent
+    package_data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    assert SCHEMA_PATH.name in package_data["caspes.core"]
+    assert yaml.safe_load(SCHEMA_PATH.read_text())["type"] == "object"
