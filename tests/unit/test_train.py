@@ -18,9 +18,11 @@ from caspes.model.checkpoint import average_checkpoints, load_checkpoint, load_m
 from caspes.tokenizer import EOS_ID, PAD_ID, Tokenizer, train_tokenizer
 from caspes.train import loop
 from caspes.train.augment import spec_augment
+from caspes.train.checkpoints import discard_stale_checkpoints
 from caspes.train.config import TrainConfig, lr_at_step, make_scheduler
 from caspes.train.data import TrainingData, build_target
-from caspes.train.loop import HISTORY_COLUMNS, discard_stale_checkpoints, train
+from caspes.train.history import HISTORY_COLUMNS
+from caspes.train.loop import train
 from caspes.train.losses import CTC_BLANK_ID, compute_losses
 
 EN = "the cat dog sees a red blue big small bird runs jumps".split()

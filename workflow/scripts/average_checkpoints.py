@@ -1,7 +1,7 @@
 """Rule average_checkpoints: the final model = mean of the last k checkpoints of its last stage."""
 
 from caspes.core.runlog import setup_rule_logging
-from caspes.train.loop import average_last_checkpoints
+from caspes.train.checkpoints import average_last_checkpoints
 
 snakemake = snakemake  # type: ignore[name-defined]  # noqa: F821 - injected by Snakemake
 setup_rule_logging(snakemake.log[0])

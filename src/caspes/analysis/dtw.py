@@ -59,7 +59,7 @@ _DIAG, _VERT, _HORIZ = 0, 1, 2
 Span = tuple[int, int]
 
 
-def _check_map(array: np.ndarray, name: str) -> np.ndarray:
+def check_map(array: np.ndarray, name: str) -> np.ndarray:
     """``array`` as float64, or ValueError when it is not a non-empty, finite 2-D array."""
     out = np.asarray(array, dtype=np.float64)
     if out.ndim != 2:
@@ -87,7 +87,7 @@ def dtw_path(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     Returns ``(rows, cols)``: int64 arrays of the path's cells in order, both of length between
     ``max(I, T')`` and ``I + T' - 1``. ValueError on empty, non-2-D or non-finite input.
     """
-    c = _check_map(cost, "cost")
+    c = check_map(cost, "cost")
     n_rows, n_cols = c.shape
     acc = np.empty((n_rows, n_cols), dtype=np.float64)
     back = np.empty((n_rows, n_cols), dtype=np.int8)
@@ -147,7 +147,7 @@ NORMALISATIONS = ("minmax", "zscore")
 def dtw_cost(saliency: np.ndarray, normalisation: str = "minmax") -> np.ndarray:
     """The DTW cost of a map: 1 minus the map min-max scaled per row (``minmax``), or minus the map
     z-scored per row over its frames (``zscore``, population std); constant rows count as 0."""
-    m = _check_map(saliency, "saliency")
+    m = check_map(saliency, "saliency")
     if normalisation == "minmax":
         return 1.0 - minmax(m, axis=1)
     if normalisation == "zscore":
@@ -176,7 +176,7 @@ def token_spans_dtw(saliency: np.ndarray, normalisation: str = "minmax") -> list
 
 def token_spans_argmax(saliency: np.ndarray) -> list[Span]:
     """Baseline: each row's peak frame ``f`` (the first one on ties), as the span ``[f, f + 1)``."""
-    peaks = np.argmax(_check_map(saliency, "saliency"), axis=1)
+    peaks = np.argmax(check_map(saliency, "saliency"), axis=1)
     return [(int(f), int(f) + 1) for f in peaks]
 
 
@@ -186,7 +186,7 @@ def token_spans_centroid(saliency: np.ndarray) -> list[Span]:
     The mass is the row minus its minimum (non-negative, 0 at the row's lowest frame); a
     constant row (no mass) has its centre at the middle frame ``(T' - 1) / 2``.
     """
-    m = _check_map(saliency, "saliency")
+    m = check_map(saliency, "saliency")
     n_cols = m.shape[1]
     mass = m - m.min(axis=1, keepdims=True)
     total = mass.sum(axis=1)

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 from rapidfuzz.distance import Levenshtein
 
-from caspes.analysis.dtw import FRAME_SECONDS, Span, _check_map, token_spans
+from caspes.analysis.dtw import FRAME_SECONDS, Span, check_map, token_spans
 from caspes.core.manifest import DataError, parse_word_times, read_manifest
 from caspes.core.tsv import write_tsv
 from caspes.decode.xattn import CrossAttentionStore
@@ -153,7 +153,7 @@ def estimate_word_times(
     no end-of-sentence or language tag). The words are those of :func:`group_words` (their text:
     :func:`words_text`). ``normalisation`` is that of :func:`dtw_cost` (``dtw`` only).
     """
-    m = _check_map(saliency, "saliency")
+    m = check_map(saliency, "saliency")
     if m.shape[0] != len(pieces):
         raise ValueError(f"saliency has {m.shape[0]} rows for {len(pieces)} pieces")
     spans = token_spans(m, method, normalisation)

@@ -1,4 +1,10 @@
-"""Training data: utterances, targets, length-sorted frame-budget batches, collation."""
+"""Training data: utterances, targets, length-sorted frame-budget batches, collation.
+
+Batching: the kept utterances, sorted by length (ties in an order drawn from the seed), are
+cut into consecutive batches whose size times longest input stays within
+``max_frames_per_batch`` (a longer utterance makes a batch of its own); every epoch visits
+the batches in its own order, drawn from ``(seed, epoch)``.
+"""
 
 from __future__ import annotations
 
@@ -103,6 +109,38 @@ def _pad_2d(rows: Sequence[Sequence[int]], pad: int, min_width: int = 1) -> tupl
     return out, lengths
 
 
+def _shared_tokenizer_bytes(sources: Sequence[tuple[FeatureReader, Tokenizer]]) -> bytes:
+    """The tokenizer model of the sources; ValueError unless all are the same bytes."""
+    first = sources[0][1]
+    model = Path(first.path).read_bytes()
+    for _, tok in sources[1:]:
+        if Path(tok.path).read_bytes() != model:
+            raise ValueError(f"all sources must share one tokenizer: {tok.path} differs from {first.path}")
+    return model
+
+
+def _n_frames(row: dict[str, str], where: str) -> int:
+    """``n_frames`` of a manifest row; DataError if a column training needs is missing."""
+    for col in ("n_frames", "src_text", "src_lang"):
+        if col not in row:
+            raise DataError(f"{where}: training needs column '{col}'")
+    try:
+        return int(row["n_frames"])
+    except ValueError:
+        raise DataError(f"{where}: n_frames is not an integer: {row['n_frames']!r}") from None
+
+
+def _count_ctc_unalignable(utterances: Sequence[_Utterance]) -> dict[str, int]:
+    """``{"transcript": n, "translation": n}``: utterances whose pieces need more CTC frames
+    than their encoder output has."""
+    return {
+        "transcript": sum(ctc_min_frames(u.src_ids) > u.encoder_frames for u in utterances),
+        "translation": sum(
+            u.tgt_ids is not None and ctc_min_frames(u.tgt_ids) > u.encoder_frames for u in utterances
+        ),
+    }
+
+
 class TrainingData:
     """Utterances of one or more feature manifests, tokenised, filtered and bucketed.
 
@@ -150,12 +188,7 @@ class TrainingData:
         self.name = name
         self.readers = [reader for reader, _ in sources]
         self.tokenizer: Tokenizer = sources[0][1]
-        self.tokenizer_bytes = Path(self.tokenizer.path).read_bytes()
-        for _, tok in sources[1:]:
-            if Path(tok.path).read_bytes() != self.tokenizer_bytes:
-                raise ValueError(
-                    f"all sources must share one tokenizer: {tok.path} differs from {self.tokenizer.path}"
-                )
+        self.tokenizer_bytes = _shared_tokenizer_bytes(sources)
         self.max_frames_per_batch = int(max_frames_per_batch)
         self.max_duration_frames = max_duration_frames
         self.seed = int(seed)
@@ -166,87 +199,79 @@ class TrainingData:
 
         self.utterances: list[_Utterance] = []
         self.skips: list[Skip] = []
-        tok = self.tokenizer
-        for source, reader in enumerate(self.readers):
-            for row in reader.rows:
-                where = f"{reader.path}:{row.get('_line', '?')}"
-                uid = row["id"]
-                for col in ("n_frames", "src_text", "src_lang"):
-                    if col not in row:
-                        raise DataError(f"{where}: training needs column '{col}'")
-                try:
-                    n_frames = int(row["n_frames"])
-                except ValueError:
-                    raise DataError(f"{where}: n_frames is not an integer: {row['n_frames']!r}") from None
-                if n_frames < 1:
-                    self.skips.append(Skip(uid, where, "no_frames", f"n_frames={n_frames}"))
-                    continue
-                if max_duration_frames is not None and n_frames > max_duration_frames:
-                    self.skips.append(
-                        Skip(uid, where, "too_long", f"{n_frames} > {max_duration_frames} frames")
-                    )
-                    continue
-                src_lang = row["src_lang"]
-                if src_lang not in tok.langs:
-                    raise DataError(
-                        f"{where}: tokenizer {tok.path} has no tag for source language '{src_lang}'"
-                    )
-                src_text = row["src_text"].strip()
-                if not src_text:
-                    self.skips.append(Skip(uid, where, "empty_transcript"))
-                    continue
-                src_ids = tuple(tok.encode(src_text))
-                tgt_lang = row.get("tgt_lang", "")
-                tgt_text = row.get("tgt_text", "").strip()
-                tgt_tag: int | None = None
-                tgt_ids: tuple[int, ...] | None = None
-                if tgt_text and tgt_lang in tok.langs:
-                    tgt_tag, tgt_ids = tok.lang_id(tgt_lang), tuple(tok.encode(tgt_text))
-                elif need_translation:
-                    why = "empty tgt_text" if not tgt_text else f"no tag for target language '{tgt_lang}'"
-                    self.skips.append(Skip(uid, where, "no_translation", why))
-                    continue
-                if max_target_positions is not None:
-                    longest = max(len(src_ids), len(tgt_ids) if (need_translation and tgt_ids) else 0)
-                    if longest + 2 > max_target_positions:
-                        self.skips.append(
-                            Skip(
-                                uid,
-                                where,
-                                "target_too_long",
-                                f"{longest + 2} > {max_target_positions} positions",
-                            )
-                        )
-                        continue
-                self.utterances.append(
-                    _Utterance(
-                        source=source,
-                        uid=uid,
-                        where=where,
-                        n_frames=n_frames,
-                        encoder_frames=0,
-                        src_tag=tok.lang_id(src_lang),
-                        src_ids=src_ids,
-                        tgt_tag=tgt_tag,
-                        tgt_ids=tgt_ids,
-                    )
-                )
+        self._read_manifests(max_target_positions)
         if not self.utterances:
             raise DataError(f"{name}: no utterance left after filtering (skipped: {dict(self.skipped)})")
         self.n_frames = np.array([u.n_frames for u in self.utterances], dtype=np.int64)
+        self._add_encoder_frames()
+        self.ctc_unalignable = _count_ctc_unalignable(self.utterances)
+        self.batches = self._make_batches()
+        self.log_summary()
+
+    # ------------------------------------------------------------------ reading
+    def _read_manifests(self, max_target_positions: int | None) -> None:
+        """Tokenise and filter the rows of every manifest into ``utterances`` and ``skips``."""
+        for source, reader in enumerate(self.readers):
+            for row in reader.rows:
+                where = f"{reader.path}:{row.get('_line', '?')}"
+                item = self._read_row(row, source, where, max_target_positions)
+                if isinstance(item, Skip):
+                    self.skips.append(item)
+                else:
+                    self.utterances.append(item)
+
+    def _read_row(
+        self, row: dict[str, str], source: int, where: str, max_target_positions: int | None
+    ) -> _Utterance | Skip:
+        """The utterance of one manifest row (``encoder_frames`` still 0), or why it is
+        skipped; DataError for a row training cannot use at all."""
+        tok = self.tokenizer
+        uid = row["id"]
+        n_frames = _n_frames(row, where)
+        if n_frames < 1:
+            return Skip(uid, where, "no_frames", f"n_frames={n_frames}")
+        if self.max_duration_frames is not None and n_frames > self.max_duration_frames:
+            return Skip(uid, where, "too_long", f"{n_frames} > {self.max_duration_frames} frames")
+        src_lang = row["src_lang"]
+        if src_lang not in tok.langs:
+            raise DataError(f"{where}: tokenizer {tok.path} has no tag for source language '{src_lang}'")
+        src_text = row["src_text"].strip()
+        if not src_text:
+            return Skip(uid, where, "empty_transcript")
+        src_ids = tuple(tok.encode(src_text))
+        tgt_lang = row.get("tgt_lang", "")
+        tgt_text = row.get("tgt_text", "").strip()
+        tgt_tag: int | None = None
+        tgt_ids: tuple[int, ...] | None = None
+        if tgt_text and tgt_lang in tok.langs:
+            tgt_tag, tgt_ids = tok.lang_id(tgt_lang), tuple(tok.encode(tgt_text))
+        elif self.need_translation:
+            why = "empty tgt_text" if not tgt_text else f"no tag for target language '{tgt_lang}'"
+            return Skip(uid, where, "no_translation", why)
+        if max_target_positions is not None:
+            longest = max(len(src_ids), len(tgt_ids) if (self.need_translation and tgt_ids) else 0)
+            if longest + 2 > max_target_positions:
+                return Skip(
+                    uid, where, "target_too_long", f"{longest + 2} > {max_target_positions} positions"
+                )
+        return _Utterance(
+            source=source,
+            uid=uid,
+            where=where,
+            n_frames=n_frames,
+            encoder_frames=0,
+            src_tag=tok.lang_id(src_lang),
+            src_ids=src_ids,
+            tgt_tag=tgt_tag,
+            tgt_ids=tgt_ids,
+        )
+
+    def _add_encoder_frames(self) -> None:
+        """Set each utterance's ``encoder_frames`` (its length after the subsampling)."""
         enc = subsampled_lengths(torch.from_numpy(self.n_frames)).tolist()
         self.utterances = [
             dataclasses.replace(u, encoder_frames=int(t)) for u, t in zip(self.utterances, enc, strict=True)
         ]
-        self.ctc_unalignable = {
-            "transcript": sum(ctc_min_frames(u.src_ids) > u.encoder_frames for u in self.utterances),
-            "translation": sum(
-                u.tgt_ids is not None and ctc_min_frames(u.tgt_ids) > u.encoder_frames
-                for u in self.utterances
-            ),
-        }
-        self.batches = self._make_batches()
-        self.log_summary()
 
     @classmethod
     def from_config(

@@ -1,13 +1,13 @@
-"""The training loop: resume, history, periodic checkpoints and dev loss; stage entry points."""
+"""The training loop: set-up or resumption, optimizer steps, periodic dev loss, progress
+lines and checkpoints; the workflow's entry point for one training stage."""
 
 from __future__ import annotations
 
 import logging
-import os
 import random
-import shutil
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,131 +16,69 @@ import torch
 from tqdm import tqdm
 
 from caspes import __version__
-from caspes.core.atomic import atomic_path, atomic_write_text
 from caspes.features import FeatureReader
 from caspes.model import ModelDimensions, S2TModel
-from caspes.model.checkpoint import average_checkpoints, load_checkpoint, save_checkpoint
+from caspes.model.checkpoint import load_checkpoint
 from caspes.model.inference import autocast_bf16, resolve_device
-from caspes.tokenizer import EOS_ID, PAD_ID, Tokenizer
+from caspes.tokenizer import Tokenizer
 from caspes.train.augment import spec_augment
+from caspes.train.checkpoints import (
+    CHECKPOINT_LAST,
+    discard_stale_checkpoints,
+    link_or_copy,
+    newest_checkpoint,
+    rng_state,
+    set_rng_state,
+    write_checkpoint,
+)
+from caspes.train.compat import check_compatible, config_differences, same_dims_but_dropout
 from caspes.train.config import TrainConfig, make_scheduler
 from caspes.train.data import TrainingData
+from caspes.train.history import HISTORY_FILE, History
 from caspes.train.losses import compute_losses, count_unalignable, evaluate_loss
 
-__all__ = ["HISTORY_COLUMNS", "train", "train_stage", "discard_stale_checkpoints", "average_last_checkpoints"]
+__all__ = ["train", "train_stage"]
 
 log = logging.getLogger(__name__)
 
-#: Columns of ``history.tsv`` (one row per optimizer step).
-HISTORY_COLUMNS: tuple[str, ...] = (
-    "step",
-    "epoch",
-    "lr",
-    "loss",
-    "ce",
-    "ctc_src",
-    "ctc_tgt",
-    "dev_loss",
-    "wall_s",
-)
 
+@dataclass
+class _Run:
+    """One training run: its inputs, model and optimizer, position and counters."""
 
-_CHECKPOINT_LAST = "checkpoint_last.pt"
+    dims: ModelDimensions
+    config: TrainConfig
+    data: TrainingData
+    dev_data: TrainingData | None
+    out_dir: Path
+    device: torch.device
+    use_bf16: bool
+    st_probability: float
+    model: S2TModel
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    # Saved in every checkpoint and restored on resumption.
+    step: int = 0
+    epoch: int = 1
+    batch_in_epoch: int = 0
+    wall_offset: float = 0.0
+    unalignable: int = 0
+    history_rows: int | None = None
+    # Set when the loop starts.
+    history: History = field(init=False)
+    t_start: float = 0.0
+    t_log: float = 0.0
+    steps_since_log: int = 0
+    order: list[list[int]] = field(default_factory=list)
+    st_draws: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
+    @property
+    def last_path(self) -> Path:
+        return self.out_dir / CHECKPOINT_LAST
 
-# Fields that may change between a run and its resumption without changing the result.
-_RESUMABLE_FIELDS = frozenset(
-    {"max_steps", "checkpoint_every", "keep_last", "dev_every", "device", "num_threads", "log_every"}
-)
-
-
-def _rng_state() -> dict[str, Any]:
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    state: dict[str, Any] = {
-        "python": random.getstate(),
-        "numpy": (str(name), [int(x) for x in keys], int(pos), int(has_gauss), float(cached)),
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    name, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
-    torch.set_rng_state(state["torch"].cpu())
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
-
-
-def _numbered_checkpoints(out_dir: Path) -> list[tuple[int, Path]]:
-    found = []
-    for p in out_dir.glob("checkpoint_*.pt"):
-        suffix = p.stem[len("checkpoint_") :]
-        if suffix.isdigit():
-            found.append((int(suffix), p))
-    return sorted(found)
-
-
-def _link_or_copy(src: Path, dst: Path) -> None:
-    """Atomically make ``dst`` a copy (hard link if possible) of ``src``."""
-    with atomic_path(dst) as tmp:
-        try:
-            os.link(src, tmp)
-        except OSError:
-            shutil.copyfile(src, tmp)
-
-
-# =========================================================================== history
-class _History:
-    """``history.tsv``: header + one row per step; flushed on every row."""
-
-    def __init__(self, path: Path, keep_rows: int | None) -> None:
-        self.path = path
-        if keep_rows is None or not path.is_file():
-            if keep_rows:
-                log.warning("%s: missing; the rows before the resumed step are lost", path)
-            lines = ["\t".join(HISTORY_COLUMNS) + "\n"]
-            self.rows = 0
-        else:
-            old = path.read_text(encoding="utf-8").splitlines(keepends=True)
-            body = old[1 : 1 + keep_rows]
-            if len(body) < keep_rows:
-                log.warning("%s: has %d rows, the checkpoint expected %d", path, len(body), keep_rows)
-            lines = ["\t".join(HISTORY_COLUMNS) + "\n", *body]
-            self.rows = len(body)
-        atomic_write_text(path, "".join(lines))
-        self._f = open(path, "a", encoding="utf-8")
-
-    def write(self, values: dict[str, Any]) -> None:
-        self._f.write("\t".join(_fmt(values.get(c)) for c in HISTORY_COLUMNS) + "\n")
-        self._f.flush()
-        self.rows += 1
-
-    def sync(self) -> None:
-        self._f.flush()
-        os.fsync(self._f.fileno())
-
-    def close(self) -> None:
-        self._f.close()
-
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.8g}"
-    return str(value)
-
-
-# =========================================================================== training
-def _config_differences(old: dict[str, Any], new: TrainConfig) -> list[str]:
-    current = new.asdict()
-    return sorted(
-        k for k in set(old) | set(current) if k not in _RESUMABLE_FIELDS and old.get(k) != current.get(k)
-    )
+    def wall_s(self) -> float:
+        """Seconds of training, those of the runs before this resumption included."""
+        return self.wall_offset + (time.monotonic() - self.t_start)
 
 
 def train(
@@ -184,36 +122,6 @@ def train(
         torch.set_num_threads(previous_threads)
 
 
-def _check_compatible(dims: ModelDimensions, data: TrainingData, what: str) -> None:
-    vocab = len(data.tokenizer)
-    if dims.vocab_size < vocab:
-        raise ValueError(
-            f"model vocab_size={dims.vocab_size} < {what} tokenizer size {vocab} ({data.tokenizer.path})"
-        )
-    if dims.vocab_size > vocab:
-        log.warning(
-            "model vocab_size=%d > tokenizer size %d: %d ids are never used",
-            dims.vocab_size,
-            vocab,
-            dims.vocab_size - vocab,
-        )
-    if dims.pad_id != PAD_ID or dims.eos_id != EOS_ID:
-        raise ValueError(
-            f"model pad/eos ids ({dims.pad_id}, {dims.eos_id}) differ from the tokenizer's ({PAD_ID}, {EOS_ID})"
-        )
-    if data.max_decoder_input_length > dims.max_target_positions:
-        raise ValueError(
-            f"{what}: a decoder input of {data.max_decoder_input_length} tokens exceeds max_target_positions="
-            f"{dims.max_target_positions}; build the data with max_target_positions to skip such utterances"
-        )
-    if data.n_mels is not None and data.n_mels != dims.n_mels:
-        raise ValueError(f"{what}: features have {data.n_mels} bins, the model expects {dims.n_mels}")
-
-
-def _same_dims_but_dropout(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    return {k: v for k, v in a.items() if k != "dropout"} == {k: v for k, v in b.items() if k != "dropout"}
-
-
 def _train(
     dims: ModelDimensions,
     config: TrainConfig,
@@ -224,12 +132,46 @@ def _train(
     progress: bool,
     callback: Callable[[int, dict[str, float]], None] | None,
 ) -> Path:
-
+    """:func:`train` in ``torch``'s thread setting: checks, set-up or resumption, the loop."""
     device = resolve_device(config.device)
     use_bf16 = config.bf16 and device.type == "cuda"
-    _check_compatible(dims, data, data.name)
+    st_probability = _check_data(dims, config, data, dev_data)
+    resume_path, resume = _load_resume(out_dir, dims, config, data)
+    if resume is not None and resume["step"] >= config.max_steps:
+        return _nothing_to_do(resume_path, resume["step"], config.max_steps, out_dir / CHECKPOINT_LAST)
+    init = init_checkpoint if resume is None else None
+    model, optimizer, scheduler = _build(dims, config, data, device, init)
+    run = _Run(
+        dims=dims,
+        config=config,
+        data=data,
+        dev_data=dev_data,
+        out_dir=out_dir,
+        device=device,
+        use_bf16=use_bf16,
+        st_probability=st_probability,
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+    )
+    if resume is not None:
+        _restore(run, resume, resume_path)
+        del resume
+    run.history = History(out_dir / HISTORY_FILE, run.history_rows)
+    _log_start(run)
+    _loop(run, progress, callback)
+    _log_finish(run)
+    return run.last_path
+
+
+# =========================================================================== set-up and resumption
+def _check_data(
+    dims: ModelDimensions, config: TrainConfig, data: TrainingData, dev_data: TrainingData | None
+) -> float:
+    """Raise ValueError if the model cannot be trained on the data; returns the ST probability."""
+    check_compatible(dims, data, data.name)
     if dev_data is not None:
-        _check_compatible(dims, dev_data, dev_data.name)
+        check_compatible(dims, dev_data, dev_data.name)
         if dev_data.tokenizer_bytes != data.tokenizer_bytes:
             raise ValueError("dev and training data use different tokenizers")
     st_probability = config.effective_st_probability
@@ -240,51 +182,53 @@ def _train(
                 f"stage asr_st needs translations but {missing} training utterances have none; "
                 "build TrainingData with need_translation=True (TrainingData.from_config does)"
             )
+    return st_probability
 
-    last_path = out_dir / _CHECKPOINT_LAST
-    resume_path = last_path
-    if not last_path.is_file() and _numbered_checkpoints(out_dir):
-        # A workflow manager may delete the declared output (checkpoint_last.pt) of a killed
-        # job before rerunning it; the numbered checkpoints beside it survive.
-        resume_path = _numbered_checkpoints(out_dir)[-1][1]
-    resume = load_checkpoint(resume_path, "cpu") if resume_path.is_file() else None
-    if resume is not None:
-        if resume["dims"] != dims.asdict():
-            raise ValueError(
-                f"{resume_path}: model dimensions differ from the requested ones; use another out_dir"
-            )
-        if resume.get("tokenizer", {}).get("model") != data.tokenizer_bytes:
-            raise ValueError(f"{resume_path}: was trained with another tokenizer than {data.tokenizer.path}")
-        diffs = _config_differences(resume.get("train_config") or {}, config)
-        if diffs:
-            log.warning("%s: training config differs from the checkpoint's in %s", resume_path, diffs)
-        if resume["step"] >= config.max_steps:
-            log.info(
-                "%s: already at step %d (max_steps=%d), nothing to do",
-                resume_path,
-                resume["step"],
-                config.max_steps,
-            )
-            if resume_path != last_path:
-                _link_or_copy(resume_path, last_path)
-            return last_path
 
-    # Model, optimizer, scheduler: deterministic construction from the seed.
+def _load_resume(
+    out_dir: Path, dims: ModelDimensions, config: TrainConfig, data: TrainingData
+) -> tuple[Path, dict[str, Any] | None]:
+    """The checkpoint to resume from (path, contents; None if there is none), checked
+    against the requested dims and tokenizer; warns about changed settings."""
+    resume_path = newest_checkpoint(out_dir) or out_dir / CHECKPOINT_LAST
+    if not resume_path.is_file():
+        return resume_path, None
+    resume = load_checkpoint(resume_path, "cpu")
+    if resume["dims"] != dims.asdict():
+        raise ValueError(
+            f"{resume_path}: model dimensions differ from the requested ones; use another out_dir"
+        )
+    if resume.get("tokenizer", {}).get("model") != data.tokenizer_bytes:
+        raise ValueError(f"{resume_path}: was trained with another tokenizer than {data.tokenizer.path}")
+    diffs = config_differences(resume.get("train_config") or {}, config)
+    if diffs:
+        log.warning("%s: training config differs from the checkpoint's in %s", resume_path, diffs)
+    return resume_path, resume
+
+
+def _nothing_to_do(resume_path: Path, step: int, max_steps: int, last_path: Path) -> Path:
+    """The run is already at ``max_steps``: make sure ``checkpoint_last.pt`` exists, return it."""
+    log.info("%s: already at step %d (max_steps=%d), nothing to do", resume_path, step, max_steps)
+    if resume_path != last_path:
+        link_or_copy(resume_path, last_path)
+    return last_path
+
+
+def _build(
+    dims: ModelDimensions,
+    config: TrainConfig,
+    data: TrainingData,
+    device: torch.device,
+    init_checkpoint: str | Path | None,
+) -> tuple[S2TModel, torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """Model (weights of ``init_checkpoint`` if given), optimizer and scheduler: a
+    deterministic construction from the seed."""
     random.seed(config.seed)
     np.random.seed(config.seed % 2**32)
     torch.manual_seed(config.seed)
     model = S2TModel(dims)
-    if resume is None and init_checkpoint is not None:
-        init = load_checkpoint(init_checkpoint, "cpu")
-        if not _same_dims_but_dropout(init["dims"], dims.asdict()):
-            raise ValueError(f"{init_checkpoint}: model dimensions differ from the requested ones")
-        init_tok = (init.get("tokenizer") or {}).get("model")
-        if init_tok is not None and init_tok != data.tokenizer_bytes:
-            raise ValueError(
-                f"{init_checkpoint}: was trained with another tokenizer than {data.tokenizer.path}"
-            )
-        model.load_state_dict(init["model"])
-        log.info("initialised model weights from %s (step %s)", init_checkpoint, init.get("step"))
+    if init_checkpoint is not None:
+        _load_init_weights(model, init_checkpoint, dims, data)
     model.to(device)
     model.train()
     optimizer = torch.optim.AdamW(
@@ -294,33 +238,57 @@ def _train(
         eps=config.adam_eps,
         weight_decay=config.weight_decay,
     )
-    scheduler = make_scheduler(optimizer, config)
+    return model, optimizer, make_scheduler(optimizer, config)
 
-    step, epoch, batch_in_epoch, wall_offset, unalignable = 0, 1, 0, 0.0, 0
-    history_rows: int | None = None
-    if resume is not None:
-        model.load_state_dict(resume["model"])
-        optimizer.load_state_dict(resume["optimizer"])
-        scheduler.load_state_dict(resume["scheduler"])
-        step, epoch, batch_in_epoch = int(resume["step"]), int(resume["epoch"]), int(resume["batch_in_epoch"])
-        wall_offset = float(resume.get("wall_s", 0.0))
-        unalignable = int(resume.get("ctc_unalignable_seen", 0))
-        history_rows = int(resume["history_rows"])
-        _set_rng_state(resume["rng"])
-        log.info("resuming from step %d (epoch %d, batch %d) of %s", step, epoch, batch_in_epoch, resume_path)
-        del resume
-    history = _History(out_dir / "history.tsv", history_rows)
 
-    n_params = model.num_parameters()
+def _load_init_weights(
+    model: S2TModel, init_checkpoint: str | Path, dims: ModelDimensions, data: TrainingData
+) -> None:
+    init = load_checkpoint(init_checkpoint, "cpu")
+    if not same_dims_but_dropout(init["dims"], dims.asdict()):
+        raise ValueError(f"{init_checkpoint}: model dimensions differ from the requested ones")
+    init_tok = (init.get("tokenizer") or {}).get("model")
+    if init_tok is not None and init_tok != data.tokenizer_bytes:
+        raise ValueError(f"{init_checkpoint}: was trained with another tokenizer than {data.tokenizer.path}")
+    model.load_state_dict(init["model"])
+    log.info("initialised model weights from %s (step %s)", init_checkpoint, init.get("step"))
+
+
+def _restore(run: _Run, resume: dict[str, Any], resume_path: Path) -> None:
+    """Model, optimizer, scheduler, position, counters and RNG states from ``resume``."""
+    run.model.load_state_dict(resume["model"])
+    run.optimizer.load_state_dict(resume["optimizer"])
+    run.scheduler.load_state_dict(resume["scheduler"])
+    run.step, run.epoch = int(resume["step"]), int(resume["epoch"])
+    run.batch_in_epoch = int(resume["batch_in_epoch"])
+    run.wall_offset = float(resume.get("wall_s", 0.0))
+    run.unalignable = int(resume.get("ctc_unalignable_seen", 0))
+    run.history_rows = int(resume["history_rows"])
+    set_rng_state(resume["rng"])
+    log.info(
+        "resuming from step %d (epoch %d, batch %d) of %s",
+        run.step,
+        run.epoch,
+        run.batch_in_epoch,
+        resume_path,
+    )
+
+
+def _skip_summary(data: TrainingData) -> str:
+    return ", ".join(f"{r} {n}" for r, n in sorted(data.skipped.items())) or "none"
+
+
+def _log_start(run: _Run) -> None:
+    dims, config, data, dev_data = run.dims, run.config, run.data, run.dev_data
     log.info(
         "training %s model: %d parameters, stage %s (st_probability %.2f), %d steps, device %s%s",
         "x".join(map(str, (dims.d_model, dims.encoder_layers, dims.decoder_layers))),
-        n_params,
+        run.model.num_parameters(),
         config.stage,
-        st_probability,
+        run.st_probability,
         config.max_steps,
-        device,
-        " (bf16)" if use_bf16 else "",
+        run.device,
+        " (bf16)" if run.use_bf16 else "",
     )
     log.info(
         "%s: %d utterances, %d batches per epoch; skipped %d (%s)",
@@ -328,7 +296,7 @@ def _train(
         len(data),
         len(data.batches),
         len(data.skips),
-        ", ".join(f"{r} {n}" for r, n in sorted(data.skipped.items())) or "none",
+        _skip_summary(data),
     )
     if dev_data is not None:
         log.info(
@@ -337,131 +305,158 @@ def _train(
             len(dev_data),
             len(dev_data.batches),
             len(dev_data.skips),
-            ", ".join(f"{r} {n}" for r, n in sorted(dev_data.skipped.items())) or "none",
+            _skip_summary(dev_data),
         )
 
-    tokenizer_entry = {"path": str(data.tokenizer.path), "model": data.tokenizer_bytes}
 
-    def checkpoint(numbered: bool) -> None:
-        history.sync()
-        ckpt = {
-            "dims": dims.asdict(),
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "step": step,
-            "epoch": epoch,
-            "batch_in_epoch": batch_in_epoch,
-            "rng": _rng_state(),
-            "train_config": config.asdict(),
-            "tokenizer": tokenizer_entry,
-            "caspes_version": __version__,
-            "history_rows": history.rows,
-            "wall_s": wall_offset + (time.monotonic() - t_start),
-            "ctc_unalignable_seen": unalignable,
-        }
-        if numbered:
-            path = save_checkpoint(out_dir / f"checkpoint_{step}.pt", ckpt)
-            _link_or_copy(path, last_path)
-            for _, old in _numbered_checkpoints(out_dir)[: -config.keep_last or None]:
-                old.unlink(missing_ok=True)
-        else:
-            save_checkpoint(last_path, ckpt)
+def _log_finish(run: _Run) -> None:
+    if run.unalignable:
+        log.warning(
+            "%d training samples had a CTC target longer than their encoder output (loss zeroed)",
+            run.unalignable,
+        )
+    log.info("finished at step %d (epoch %d): %s", run.step, run.epoch, run.last_path)
 
-    t_start = time.monotonic()
-    t_log, steps_since_log = t_start, 0
-    st_draws = data.st_choices(epoch, st_probability)
-    order = data.epoch_batches(epoch)
-    bar = tqdm(total=config.max_steps, initial=step, disable=not progress, desc="train", mininterval=2)
+
+# =========================================================================== the loop
+def _loop(run: _Run, progress: bool, callback: Callable[[int, dict[str, float]], None] | None) -> None:
+    """Steps from the current position to ``max_steps``; closes the history at the end."""
+    config = run.config
+    run.t_start = time.monotonic()
+    run.t_log, run.steps_since_log = run.t_start, 0
+    run.st_draws = run.data.st_choices(run.epoch, run.st_probability)
+    run.order = run.data.epoch_batches(run.epoch)
+    bar = tqdm(total=config.max_steps, initial=run.step, disable=not progress, desc="train", mininterval=2)
     try:
-        while step < config.max_steps:
-            if batch_in_epoch >= len(order):
-                epoch, batch_in_epoch = epoch + 1, 0
-                order = data.epoch_batches(epoch)
-                st_draws = data.st_choices(epoch, st_probability)
-            indices = order[batch_in_epoch]
-            batch_in_epoch += 1
-            step += 1
-            batch = data.collate(indices, st_draws[indices])
-            if config.specaugment:
-                batch.features = spec_augment(
-                    batch.features, batch.lengths, config, np.random.default_rng([config.seed, step, 2])
-                )
-            batch = batch.to(device)
-            lr = optimizer.param_groups[0]["lr"]
-            with autocast_bf16(device, use_bf16):
-                output = model(batch.features, batch.lengths, batch.decoder_input)
-            parts = compute_losses(output, batch, config)
-            loss = parts["loss"]
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"step {step}: non-finite loss {float(loss)} (batch {batch.ids[:3]}...)"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.clip_norm > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
-            optimizer.step()
-            scheduler.step()
-            unalignable += count_unalignable(
-                batch,
-                output.encoder_lengths,
-                config,
-                output.ctc_src_log_probs is not None,
-                output.ctc_tgt_log_probs is not None,
-            )
-
-            values: dict[str, Any] = {
-                "step": step,
-                "epoch": epoch,
-                "lr": float(lr),
-                "loss": loss.item(),
-                "ce": parts["ce"].item(),
-                "ctc_src": parts["ctc_src"].item(),
-                "ctc_tgt": parts["ctc_tgt"].item(),
-                "dev_loss": None,
-            }
-            if dev_data is not None and config.dev_every > 0 and step % config.dev_every == 0:
-                values["dev_loss"] = evaluate_loss(model, dev_data, config.stage, device, use_bf16)
-                log.info("step %d: dev loss %.4f", step, values["dev_loss"])
-            values["wall_s"] = round(wall_offset + (time.monotonic() - t_start), 3)
-            history.write(values)
+        while run.step < config.max_steps:
+            values, lr = _train_step(run, _next_batch(run))
+            _record(run, values)
             bar.update(1)
-            steps_since_log += 1
-            if config.log_every > 0 and step % config.log_every == 0:
-                now = time.monotonic()
-                log.info(
-                    "step %d epoch %d: loss %.4f (ce %.4f, ctc_src %.4f, ctc_tgt %.4f) lr %.3g, %.2f steps/s%s",
-                    step,
-                    epoch,
-                    values["loss"],
-                    values["ce"],
-                    values["ctc_src"],
-                    values["ctc_tgt"],
-                    lr,
-                    steps_since_log / max(now - t_log, 1e-9),
-                    f", {unalignable} CTC-unalignable samples so far" if unalignable else "",
-                )
-                t_log, steps_since_log = now, 0
-            numbered = config.checkpoint_every > 0 and step % config.checkpoint_every == 0
-            if numbered or step == config.max_steps:
-                checkpoint(numbered)
+            _log_progress(run, values, lr)
+            numbered = config.checkpoint_every > 0 and run.step % config.checkpoint_every == 0
+            if numbered or run.step == config.max_steps:
+                _checkpoint(run, numbered)
             if callback is not None:
-                callback(step, {k: v for k, v in values.items() if v is not None})
-        if not last_path.is_file():  # max_steps == 0 on a fresh run: save the initial model
-            checkpoint(False)
+                callback(run.step, {k: v for k, v in values.items() if v is not None})
+        if not run.last_path.is_file():  # max_steps == 0 on a fresh run: save the initial model
+            _checkpoint(run, False)
     finally:
         bar.close()
-        history.close()
-    if unalignable:
-        log.warning(
-            "%d training samples had a CTC target longer than their encoder output (loss zeroed)", unalignable
+        run.history.close()
+
+
+def _next_batch(run: _Run) -> list[int]:
+    """Advance the position by one batch (to the next epoch at the end of one); returns the
+    utterance indices of that batch."""
+    if run.batch_in_epoch >= len(run.order):
+        run.epoch, run.batch_in_epoch = run.epoch + 1, 0
+        run.order = run.data.epoch_batches(run.epoch)
+        run.st_draws = run.data.st_choices(run.epoch, run.st_probability)
+    indices = run.order[run.batch_in_epoch]
+    run.batch_in_epoch += 1
+    run.step += 1
+    return indices
+
+
+def _train_step(run: _Run, indices: list[int]) -> tuple[dict[str, Any], float]:
+    """One optimizer update on the batch ``indices``; returns the history values (without
+    ``dev_loss`` and ``wall_s``) and the learning rate of that update."""
+    config, model, optimizer = run.config, run.model, run.optimizer
+    batch = run.data.collate(indices, run.st_draws[indices])
+    if config.specaugment:
+        batch.features = spec_augment(
+            batch.features, batch.lengths, config, np.random.default_rng([config.seed, run.step, 2])
         )
-    log.info("finished at step %d (epoch %d): %s", step, epoch, last_path)
-    return last_path
+    batch = batch.to(run.device)
+    lr = optimizer.param_groups[0]["lr"]
+    with autocast_bf16(run.device, run.use_bf16):
+        output = model(batch.features, batch.lengths, batch.decoder_input)
+    parts = compute_losses(output, batch, config)
+    loss = parts["loss"]
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"step {run.step}: non-finite loss {float(loss)} (batch {batch.ids[:3]}...)")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if config.clip_norm > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
+    optimizer.step()
+    run.scheduler.step()
+    run.unalignable += count_unalignable(
+        batch,
+        output.encoder_lengths,
+        config,
+        output.ctc_src_log_probs is not None,
+        output.ctc_tgt_log_probs is not None,
+    )
+    values: dict[str, Any] = {
+        "step": run.step,
+        "epoch": run.epoch,
+        "lr": float(lr),
+        "loss": loss.item(),
+        "ce": parts["ce"].item(),
+        "ctc_src": parts["ctc_src"].item(),
+        "ctc_tgt": parts["ctc_tgt"].item(),
+        "dev_loss": None,
+    }
+    return values, lr
 
 
-# =========================================================================== workflow entry points
+def _record(run: _Run, values: dict[str, Any]) -> None:
+    """Add the dev loss (every ``dev_every`` steps) and ``wall_s`` to ``values``; write the
+    history row."""
+    config = run.config
+    if run.dev_data is not None and config.dev_every > 0 and run.step % config.dev_every == 0:
+        values["dev_loss"] = evaluate_loss(run.model, run.dev_data, config.stage, run.device, run.use_bf16)
+        log.info("step %d: dev loss %.4f", run.step, values["dev_loss"])
+    values["wall_s"] = round(run.wall_s(), 3)
+    run.history.write(values)
+
+
+def _log_progress(run: _Run, values: dict[str, Any], lr: float) -> None:
+    """The progress line, every ``log_every`` steps."""
+    run.steps_since_log += 1
+    if run.config.log_every > 0 and run.step % run.config.log_every == 0:
+        now = time.monotonic()
+        log.info(
+            "step %d epoch %d: loss %.4f (ce %.4f, ctc_src %.4f, ctc_tgt %.4f) lr %.3g, %.2f steps/s%s",
+            run.step,
+            run.epoch,
+            values["loss"],
+            values["ce"],
+            values["ctc_src"],
+            values["ctc_tgt"],
+            lr,
+            run.steps_since_log / max(now - run.t_log, 1e-9),
+            f", {run.unalignable} CTC-unalignable samples so far" if run.unalignable else "",
+        )
+        run.t_log, run.steps_since_log = now, 0
+
+
+def _checkpoint(run: _Run, numbered: bool) -> None:
+    """Sync the history, then save everything a resumption needs (``checkpoint_<step>.pt``
+    and its link ``checkpoint_last.pt`` if ``numbered``, else ``checkpoint_last.pt``)."""
+    run.history.sync()
+    data = run.data
+    ckpt = {
+        "dims": run.dims.asdict(),
+        "model": run.model.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(),
+        "step": run.step,
+        "epoch": run.epoch,
+        "batch_in_epoch": run.batch_in_epoch,
+        "rng": rng_state(),
+        "train_config": run.config.asdict(),
+        "tokenizer": {"path": str(data.tokenizer.path), "model": data.tokenizer_bytes},
+        "caspes_version": __version__,
+        "history_rows": run.history.rows,
+        "wall_s": run.wall_s(),
+        "ctc_unalignable_seen": run.unalignable,
+    }
+    write_checkpoint(run.out_dir, ckpt, run.step if numbered else None, run.config.keep_last)
+
+
+# =========================================================================== workflow entry point
 def train_stage(
     train_manifests: Sequence[str | Path],
     dev_manifests: Sequence[str | Path],
@@ -494,44 +489,3 @@ def train_stage(
         init_checkpoint=init_checkpoint,
         progress=progress,
     )
-
-
-def discard_stale_checkpoints(
-    out_dir: Path, dims: ModelDimensions, config: TrainConfig, tokenizer: Tokenizer
-) -> bool:
-    """Remove checkpoints and history written with other settings; True if something was removed.
-
-    The workflow reruns a training stage when one of its settings changes: the checkpoints
-    of the old settings must then not be resumed. Settings that may change between
-    resumptions (``max_steps``, checkpoint and logging intervals, device) do not count, so
-    raising ``max_steps`` continues training where it stopped.
-    """
-    numbered = _numbered_checkpoints(out_dir)
-    newest = out_dir / _CHECKPOINT_LAST
-    if not newest.is_file():
-        if not numbered:
-            return False
-        newest = numbered[-1][1]
-    old = load_checkpoint(newest, "cpu")
-    reasons = _config_differences(old.get("train_config") or {}, config)
-    if old.get("dims") != dims.asdict():
-        reasons.append("model dimensions")
-    if (old.get("tokenizer") or {}).get("model") != tokenizer.path.read_bytes():
-        reasons.append("tokenizer")
-    if not reasons:
-        return False
-    log.warning(
-        "%s: settings changed since its checkpoints were written (%s): starting over", out_dir, reasons
-    )
-    for path in [p for _, p in numbered] + [out_dir / _CHECKPOINT_LAST, out_dir / "history.tsv"]:
-        path.unlink(missing_ok=True)
-    return True
-
-
-def average_last_checkpoints(stage_dir: str | Path, k: int, out_path: str | Path) -> Path:
-    """Average the last ``k`` numbered checkpoints of a stage (``checkpoint_last.pt`` if none)."""
-    numbered = [p for _, p in _numbered_checkpoints(Path(stage_dir))][-k:]
-    if not numbered:
-        numbered = [Path(stage_dir) / _CHECKPOINT_LAST]
-    log.info("averaging %d checkpoint(s): %s", len(numbered), ", ".join(p.name for p in numbered))
-    return average_checkpoints(numbered, out_path)

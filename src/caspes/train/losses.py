@@ -1,4 +1,25 @@
-"""Training losses (fairseq-exact label-smoothed cross-entropy and CTC) and the dev loss."""
+"""Training losses (label-smoothed cross-entropy and CTC, as fairseq computes them) and the dev loss.
+
+They are written out here rather than taken from torch's loss functions because the numbers
+must be fairseq's, which torch's built-in variants do not give:
+
+* Label-smoothed CE (fairseq's ``label_smoothed_nll_loss``): the smoothing mass ``eps`` is
+  spread over the ``V - 1`` classes other than the target,
+  ``(1 - eps - eps/(V-1)) * nll + eps/(V-1) * sum_v(-log p_v)``, whereas
+  ``F.cross_entropy(label_smoothing=eps)`` spreads ``eps/V`` over all ``V`` classes, the
+  target included.  The first target position (the language tag, which the decoder is
+  given rather than asked to predict: fairseq's ignore-prefix of 1) and PAD are left out, and the sum is divided by the number of
+  remaining target tokens of the whole batch (not averaged per sentence).  The log-softmax
+  is taken in float32, also under bf16 autocast.
+* CTC: ``F.ctc_loss`` summed over the batch and divided by the total number of CTC target
+  tokens, as fairseq's CTC criteria normalise; torch's ``reduction="mean"`` instead divides
+  each sample by its own target length and then averages over the samples.  The blank is
+  ``<s>`` (:data:`CTC_BLANK_ID` = 0, fairseq's ``dictionary.bos()``), which no target
+  contains, and ``zero_infinity`` zeroes the loss of samples whose CTC target needs more frames
+  than their encoder output has (counted by :func:`count_unalignable`).
+* The dev loss reuses the CE with ``eps = 0`` (plain NLL over the same positions),
+  token-weighted over the whole dev set.
+"""
 
 from __future__ import annotations
 
