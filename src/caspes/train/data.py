@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from caspes.core.batching import pack_by_frames
 from caspes.core.manifest import DataError, Skip
 from caspes.features import FeatureReader
 from caspes.model import subsampled_lengths
@@ -345,17 +346,7 @@ class TrainingData:
         rng = np.random.default_rng([self.seed, 0x5EED])
         order = rng.permutation(len(self.utterances))
         order = order[np.argsort(self.n_frames[order], kind="stable")]
-        batches: list[list[int]] = []
-        current: list[int] = []
-        for idx in order.tolist():
-            n = int(self.n_frames[idx])  # ascending: n is the batch's longest
-            if current and (len(current) + 1) * n > self.max_frames_per_batch:
-                batches.append(current)
-                current = []
-            current.append(idx)
-        if current:
-            batches.append(current)
-        return batches
+        return pack_by_frames(order.tolist(), self.n_frames, self.max_frames_per_batch)
 
     def epoch_batches(self, epoch: int) -> list[list[int]]:
         """The batches in the order of ``epoch`` (a permutation drawn from ``(seed, epoch)``)."""
