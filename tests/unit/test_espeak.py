@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import pickle
 import shutil
+import struct
 import subprocess
 import sys
 import wave
@@ -299,3 +301,38 @@ def test_accented_italian_alignment(synth: EspeakSynthesizer) -> None:
     assert durations["perché"] > durations["è"]
     # Continuous speech: same tokens, contiguous-or-ordered spans.
     _check_invariants(synth.synthesize(text, Voice("it")), text)
+
+
+def test_helper_module_imports_only_the_standard_library() -> None:
+    """The helper runs as ``python -I -S espeak_helper.py``: no package, no numpy."""
+    import ast
+
+    from caspes.data.synthetic import espeak_helper
+
+    tree = ast.parse(Path(espeak_helper.__file__).read_text(encoding="utf-8"))
+    roots: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            roots.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 0 and node.module is not None, ast.dump(node)
+            roots.add(node.module.split(".")[0])
+    assert roots and roots <= set(sys.stdlib_module_names), roots - set(sys.stdlib_module_names)
+
+
+def test_helper_script_starts_in_isolated_mode() -> None:
+    """The helper file, run as the synthesizer runs it, initialises the library and
+    exits when its input closes."""
+    from caspes.data.synthetic import espeak_helper
+
+    library = espeak_helper.find_library(None)
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", espeak_helper.__file__, "--zygote", library, ""],
+        input=b"",
+        capture_output=True,
+        timeout=60,
+        check=True,
+    )
+    head_len, payload_len = struct.unpack("<IQ", done.stdout[:12])
+    assert payload_len == 0
+    assert json.loads(done.stdout[12 : 12 + head_len]) == {"ok": True, "sample_rate": NATIVE_SAMPLE_RATE}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from caspes.data.synthetic import grammar
+from caspes.data.synthetic import grammar, lexicon
 from caspes.data.synthetic.grammar import (
     NP,
     GrammarError,
@@ -124,11 +124,11 @@ def test_surface_form(pairs: list[SentencePair], tiny_pairs: list[SentencePair])
 
 def test_lexicon_has_no_elision_triggers() -> None:
     vowels = "aeiouàèéìòù"
-    for cat in grammar._CATEGORIES:
-        for noun in grammar._NOUNS[cat]:
+    for cat in lexicon.CATEGORIES:
+        for noun in lexicon.NOUNS[cat]:
             assert noun.it_sg[0] not in vowels and noun.it_pl[0] not in vowels, noun
     # verbs that can follow an object clitic (lo/la/mi/ci ...) must not start with a vowel
-    for verb in grammar._TRANSITIVE + grammar._DITRANSITIVE:
+    for verb in lexicon.TRANSITIVE + lexicon.DITRANSITIVE:
         assert all(f[0] not in vowels for f in verb.forms + (verb.inf,)), verb
     for lang in ("en", "it"):
         assert all(WORDS.match(w) for w in lexicon_words(1.0)[lang])
@@ -304,21 +304,21 @@ def test_translate_clause_other_constructions() -> None:
 
 def _adj_noun_forms() -> tuple[dict[str, list[tuple[str, ...]]], set[str], set[str]]:
     """EN (adj, noun) bigram -> possible IT (noun, adj) bigrams; sets of IT noun/adj forms."""
-    nouns = [n for c in grammar._CATEGORIES for n in grammar._NOUNS[c]]
+    nouns = [n for c in lexicon.CATEGORIES for n in lexicon.NOUNS[c]]
     table: dict[str, list[tuple[str, ...]]] = {}
-    for a in grammar._ADJECTIVES:
+    for a in lexicon.ADJECTIVES:
         for n in nouns:
             for number in ("sg", "pl"):
                 key = f"{a.en} {n.en(number)}"
                 table.setdefault(key, []).append((n.it(number), a.it(n.gender, number)))
     it_nouns = {w for n in nouns for w in (n.it_sg, n.it_pl)}
-    it_adjs = {f for a in grammar._ADJECTIVES for f in a.forms}
+    it_adjs = {f for a in lexicon.ADJECTIVES for f in a.forms}
     return table, it_nouns, it_adjs
 
 
 def test_adjective_follows_noun_in_italian(pairs: list[SentencePair]) -> None:
     table, it_nouns, it_adjs = _adj_noun_forms()
-    verbs = {f for v in grammar._TRANSITIVE + grammar._INTRANSITIVE for f in v.forms}
+    verbs = {f for v in lexicon.TRANSITIVE + lexicon.INTRANSITIVE for f in v.forms}
     checked = 0
     for p in pairs:
         en = p.en.split()
@@ -338,7 +338,7 @@ def test_adjective_follows_noun_in_italian(pairs: list[SentencePair]) -> None:
 
 
 def test_clitic_before_finite_verb(pairs: list[SentencePair]) -> None:
-    finite = {f for v in grammar._TRANSITIVE + grammar._DITRANSITIVE for f in v.forms}
+    finite = {f for v in lexicon.TRANSITIVE + lexicon.DITRANSITIVE for f in v.forms}
     found = 0
     for p in pairs:
         en, it = p.en.split(), p.it.split()

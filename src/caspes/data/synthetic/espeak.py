@@ -1,11 +1,21 @@
 """Speech synthesis with ground-truth word times through libespeak-ng (ctypes).
 
-The ``espeak-ng`` command line tool writes audio but no word times.  The C library
-reports, next to the audio, one ``espeakEVENT_WORD`` per word it speaks and (when
-initialised with ``espeakINITIALIZE_PHONEME_EVENTS``) one ``espeakEVENT_PHONEME`` per
-phoneme, each with its exact sample position.  This module drives the library through
-ctypes and turns those events into word start/end times that are exact with respect to
-the returned audio.
+This module is the public API: :class:`Voice`, :class:`EspeakSynthesizer` and its
+results, resampling, and the alignment of espeak's events to the tokens of the text.
+The process that runs the library is in :mod:`.espeak_helper`.
+
+Why libespeak-ng through ctypes
+    Exact word times need espeak's own events.  The C library reports, next to the
+    audio, one ``espeakEVENT_WORD`` per word it speaks and (when initialised with
+    ``espeakINITIALIZE_PHONEME_EVENTS``) one ``espeakEVENT_PHONEME`` per phoneme, each
+    with its sample position in the audio it returns.  The ``espeak-ng`` command line
+    tool writes audio but no word times, and Python wrappers do not give these
+    positions either (pyttsx3's espeak driver, for instance, reports a word as a
+    ``started-word`` callback with its position in the *text*; phonemizer uses the
+    library for phonemes only, without audio).  So the few C functions needed are bound
+    here with :mod:`ctypes`, which is in the standard library: the helper process that
+    runs the library needs no compiled extension and no third-party package, only the
+    Debian package ``espeak-ng``.
 
 Fresh state per utterance
     libespeak-ng keeps process-global state that is *not* reset between utterances and
@@ -19,10 +29,11 @@ Fresh state per utterance
     ``espeak-ng -v VOICE -s RATE -p PITCH -g GAP -w out.wav TEXT`` and to every other
     call, in any process (checked also for variants with noise, e.g. ``+f3``).
 
-    Process layout: the synthesizer starts one helper (``python -I -S`` running this
-    file; stdlib only) that initialises the library; per voice it forks a *voice
-    server* that selects the voice once (~4 ms); a voice server answers each request
-    in a worker forked from it in advance.  The overhead is a few milliseconds per
+    Process layout (:mod:`.espeak_helper`): the synthesizer starts one helper
+    (``python -I -S`` running ``espeak_helper.py`` as a script; standard library
+    only) that initialises the library; per voice it forks a *voice server* that
+    selects the voice once (~4 ms); a voice server answers each request in a worker
+    forked from it in advance.  The overhead is a few milliseconds per
     utterance (a 10-word sentence took ~5 ms instead of ~3 ms in-process).
 
 Word times (see :meth:`EspeakSynthesizer.synthesize`)
@@ -45,30 +56,35 @@ Word times (see :meth:`EspeakSynthesizer.synthesize`)
 
 Processes and threads
     Each :class:`EspeakSynthesizer` owns one helper process tree (it ends when the
-    synthesizer is closed or its process exits) and serialises its calls with a lock.  Create one synthesizer per worker process (``multiprocessing`` with
-    ``spawn`` or ``fork`` both work; an instance inherited through ``fork`` or
-    unpickled in another process starts its own helper there).  Do not share one
-    instance across threads expecting parallelism: calls on one instance run one at a
-    time.
+    synthesizer is closed or its process exits) and serialises its calls with a lock.
+    Create one synthesizer per worker process (``multiprocessing`` with ``spawn`` or
+    ``fork`` both work; an instance inherited through ``fork`` or unpickled in another
+    process starts its own helper there).  Do not share one instance across threads
+    expecting parallelism: calls on one instance run one at a time.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import functools
-import json
 import os
-import re
-import struct
-import subprocess
-import sys
 import threading
-import weakref
 from dataclasses import dataclass
 from math import gcd
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import numpy as np
+
+from caspes.data.synthetic.espeak_helper import (
+    EV_PHONEME,
+    EV_WORD,
+    TOKEN,
+    HelperProcess,
+    SynthesisError,
+    find_library,
+    is_pause,
+    normalise_data_path,
+    token_index,
+)
 
 __all__ = [
     "NATIVE_SAMPLE_RATE",
@@ -80,72 +96,9 @@ __all__ = [
     "EspeakSynthesizer",
 ]
 
-if TYPE_CHECKING:  # numpy is imported lazily: the helper process runs without it
-    import numpy as np
-
 
 #: Sample rate of libespeak-ng's own output (int16 mono).
 NATIVE_SAMPLE_RATE = 22050
-
-
-_DEBIAN_LIBRARY = "/usr/lib/x86_64-linux-gnu/libespeak-ng.so.1"
-
-
-_INSTALL_HINT = "install the Debian package espeak-ng (apt-get install espeak-ng)"
-
-
-#: Seconds after which a single utterance is abandoned (the forked child is killed).
-_UTTERANCE_TIMEOUT_S = 120
-
-
-# --- constants from <espeak-ng/speak_lib.h> (API revision 12, espeak-ng 1.51) -------
-_AUDIO_OUTPUT_SYNCHRONOUS = 2
-
-
-_INITIALIZE_PHONEME_EVENTS = 0x0001
-
-
-_INITIALIZE_DONT_EXIT = 0x8000  # report missing data instead of calling exit()
-
-
-_POS_CHARACTER = 1
-
-
-_CHARS_UTF8 = 1
-
-
-_ENDPAUSE = 0x1000  # the CLI always passes it: pause at the end of the text
-
-
-_EE_OK = 0
-
-
-_EV_LIST_TERMINATED = 0
-
-
-_EV_WORD = 1
-
-
-_EV_PHONEME = 7
-
-
-_P_RATE = 1
-
-
-_P_PITCH = 3
-
-
-_P_RANGE = 4
-
-
-_P_WORDGAP = 7
-
-
-_TOKEN = re.compile(r"\S+")
-
-
-class SynthesisError(RuntimeError):
-    """Synthesis failed or its word times could not be established reliably."""
 
 
 @dataclass(frozen=True)
@@ -230,522 +183,6 @@ class Synthesis:
         return len(self.audio) / self.sample_rate
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def _read_exact(fd: int, n: int) -> bytes:
-    parts, left = [], n
-    while left:
-        chunk = os.read(fd, min(left, 1 << 20))
-        if not chunk:
-            raise EOFError("pipe closed")
-        parts.append(chunk)
-        left -= len(chunk)
-    return b"".join(parts)
-
-
-def _pack(header: dict[str, Any], payload: bytes = b"") -> bytes:
-    head = json.dumps(header, ensure_ascii=True).encode()
-    return struct.pack("<IQ", len(head), len(payload)) + head + payload
-
-
-def _read_message(fd: int) -> tuple[dict[str, Any], bytes]:
-    head_len, payload_len = struct.unpack("<IQ", _read_exact(fd, 12))
-    header = json.loads(_read_exact(fd, head_len))
-    return header, _read_exact(fd, payload_len)
-
-
-class _EventId(ctypes.Union):
-    _fields_ = [
-        ("number", ctypes.c_int),
-        ("name", ctypes.c_char_p),
-        ("string", ctypes.c_char * 8),
-    ]
-
-
-class _Event(ctypes.Structure):
-    """``espeak_EVENT``: 40 bytes on x86-64 (offsets 0,4,8,12,16,20,24,32; checked
-    against ``offsetof`` with the 1.51 header)."""
-
-    _fields_ = [
-        ("type", ctypes.c_int),
-        ("unique_identifier", ctypes.c_uint),
-        ("text_position", ctypes.c_int),
-        ("length", ctypes.c_int),
-        ("audio_position", ctypes.c_int),
-        ("sample", ctypes.c_int),
-        ("user_data", ctypes.c_void_p),
-        ("id", _EventId),
-    ]
-
-
-class _VoiceSpec(ctypes.Structure):
-    """``espeak_VOICE``."""
-
-    _fields_ = [
-        ("name", ctypes.c_char_p),
-        ("languages", ctypes.c_char_p),
-        ("identifier", ctypes.c_char_p),
-        ("gender", ctypes.c_ubyte),
-        ("age", ctypes.c_ubyte),
-        ("variant", ctypes.c_ubyte),
-        ("xx1", ctypes.c_ubyte),
-        ("score", ctypes.c_int),
-        ("spare", ctypes.c_void_p),
-    ]
-
-
-_SynthCallback = ctypes.CFUNCTYPE(
-    ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event)
-)
-
-
-def _voice_languages(voice: Any) -> list[str]:
-    """Language names of an ``espeak_VOICE*`` (``languages`` holds
-    ``<priority byte><name>\\0`` entries, terminated by an empty name)."""
-    if not voice:
-        return []
-    field = ctypes.addressof(voice.contents) + _VoiceSpec.languages.offset
-    address = ctypes.c_void_p.from_address(field).value
-    out: list[str] = []
-    while address:
-        entry = ctypes.string_at(address + 1)  # skip the priority byte
-        if not entry:
-            break
-        out.append(entry.decode("utf-8", "replace").lower())
-        address += len(entry) + 2
-    return out
-
-
-class _Engine:
-    """libespeak-ng loaded and initialised in the helper process."""
-
-    def __init__(self, library: str, data_path: str | None) -> None:
-        try:
-            lib = ctypes.CDLL(library)
-        except OSError as exc:
-            raise SynthesisError(
-                f"cannot load libespeak-ng from {library!r} ({exc}); {_INSTALL_HINT}"
-            ) from exc
-        for name, argtypes, restype in (
-            ("espeak_Initialize", [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int], ctypes.c_int),
-            ("espeak_Info", [ctypes.POINTER(ctypes.c_char_p)], ctypes.c_char_p),
-            ("espeak_SetSynthCallback", [_SynthCallback], None),
-            ("espeak_SetVoiceByName", [ctypes.c_char_p], ctypes.c_int),
-            ("espeak_SetVoiceByProperties", [ctypes.POINTER(_VoiceSpec)], ctypes.c_int),
-            ("espeak_GetCurrentVoice", [], ctypes.POINTER(_VoiceSpec)),
-            ("espeak_ListVoices", [ctypes.POINTER(_VoiceSpec)], ctypes.POINTER(ctypes.POINTER(_VoiceSpec))),
-            ("espeak_SetParameter", [ctypes.c_int, ctypes.c_int, ctypes.c_int], ctypes.c_int),
-            (
-                "espeak_Synth",
-                [
-                    ctypes.c_void_p,
-                    ctypes.c_size_t,
-                    ctypes.c_uint,
-                    ctypes.c_int,
-                    ctypes.c_uint,
-                    ctypes.c_uint,
-                    ctypes.POINTER(ctypes.c_uint),
-                    ctypes.c_void_p,
-                ],
-                ctypes.c_int,
-            ),
-        ):
-            try:
-                function = getattr(lib, name)
-            except AttributeError as exc:
-                raise SynthesisError(f"{library!r} lacks {name}; {_INSTALL_HINT}") from exc
-            function.argtypes = argtypes
-            function.restype = restype
-        rate = lib.espeak_Initialize(
-            _AUDIO_OUTPUT_SYNCHRONOUS,
-            0,
-            data_path.encode() if data_path is not None else None,
-            _INITIALIZE_PHONEME_EVENTS | _INITIALIZE_DONT_EXIT,
-        )
-        used = ctypes.c_char_p()
-        lib.espeak_Info(ctypes.byref(used))
-        used_path = (used.value or b"").decode("utf-8", "replace")
-        if rate <= 0 or not Path(used_path, "phontab").is_file():
-            raise SynthesisError(
-                f"libespeak-ng could not be initialised (data looked for in {used_path!r}); {_INSTALL_HINT}"
-            )
-        self.lib = lib
-        self.sample_rate = rate
-        #: Voice already selected in this (forked) process, if any.
-        self.loaded_voice: str | None = None
-        self._chunks: list[bytes] = []
-        self._events: list[list[Any]] = []
-        self._callback = _SynthCallback(self._on_synth)  # keep the thunk alive
-        lib.espeak_SetSynthCallback(self._callback)
-
-    def _on_synth(self, wav: Any, n: int, events: Any) -> int:
-        if wav and n > 0:
-            self._chunks.append(ctypes.string_at(wav, 2 * n))
-        i = 0
-        while events:
-            ev = events[i]
-            kind = ev.type
-            if kind == _EV_LIST_TERMINATED:
-                break
-            if kind in (_EV_WORD, _EV_PHONEME):
-                # `sample` ("internal use" in the header) is the exact sample index
-                # of the event; fall back to the millisecond position if they disagree.
-                sample = ev.sample
-                if abs(sample * 1000.0 / self.sample_rate - ev.audio_position) > 1.5:
-                    sample = round(ev.audio_position * self.sample_rate / 1000.0)
-                name = ev.id.string.decode("utf-8", "replace") if kind == _EV_PHONEME else ""
-                self._events.append([kind, ev.text_position, sample, name])
-            i += 1
-        return 0
-
-    def select_voice(self, name: str) -> None:
-        """Select the voice like ``espeak-ng -v`` does."""
-        lib = self.lib
-        self.loaded_voice = None
-        encoded = name.encode("utf-8")
-        if lib.espeak_SetVoiceByName(encoded) != _EE_OK:
-            # Same fallback as the CLI: select by language ("en-gb" -> gmw/en), but
-            # refuse a voice that does not list the requested language. A "+variant"
-            # suffix ("en-gb+m3") is applied by the library and not part of the language.
-            spec = _VoiceSpec(languages=encoded)
-            if lib.espeak_SetVoiceByProperties(ctypes.byref(spec)) != _EE_OK or (
-                name.split("+", 1)[0].lower() not in _voice_languages(lib.espeak_GetCurrentVoice())
-            ):
-                raise SynthesisError(f"unknown espeak voice {name!r}")
-        self.loaded_voice = name
-
-    def set_voice(self, voice: dict[str, Any]) -> None:
-        """Select the voice (unless the helper preloaded it) and set its parameters."""
-        lib = self.lib
-        if self.loaded_voice != voice["name"]:
-            self.select_voice(str(voice["name"]))
-        # The library state is pristine (freshly forked), so every other parameter
-        # (volume, punctuation, capitals, ...) has its default value.
-        for parameter, value in (
-            (_P_RATE, voice["rate"]),
-            (_P_PITCH, voice["pitch"]),
-            (_P_RANGE, voice["pitch_range"]),
-            (_P_WORDGAP, voice["word_gap"]),
-        ):
-            if lib.espeak_SetParameter(parameter, int(value), 0) != _EE_OK:
-                raise SynthesisError(f"cannot set espeak parameter {parameter}={value}")
-
-    def synth(self, text: str) -> tuple[bytes, list[list[Any]]]:
-        """Speak ``text`` with the current voice: int16 bytes, WORD/PHONEME events."""
-        data = text.encode("utf-8")
-        buffer = ctypes.create_string_buffer(data)
-        self._chunks, self._events = [], []
-        rc = self.lib.espeak_Synth(
-            buffer, len(data) + 1, 0, _POS_CHARACTER, 0, _CHARS_UTF8 | _ENDPAUSE, None, None
-        )
-        chunks, events = self._chunks, self._events
-        self._chunks, self._events = [], []
-        if rc != _EE_OK:
-            raise SynthesisError(f"espeak_Synth failed with error {rc}")
-        return b"".join(chunks), events
-
-    def voices(self) -> list[str]:
-        listed = self.lib.espeak_ListVoices(None)
-        names: set[str] = set()
-        i = 0
-        while listed[i]:
-            languages = _voice_languages(listed[i])
-            if languages:
-                names.add(languages[0])
-            i += 1
-        return sorted(names)
-
-    def handle(self, request: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
-        """Serve one request in a pristine (freshly forked) library state."""
-        if request["op"] == "voices":
-            return {"voices": self.voices()}, b""
-        text = str(request["text"])
-        self.set_voice(request["voice"])
-        audio, events = self.synth(text)
-        # Tokens without a WORD event are spoken merged with the previous token; the
-        # pronunciation in isolation of every token of such a group is needed to split
-        # it.  Synthesised after the utterance, so they cannot influence its audio.
-        tokens = [(m.start(), m.end()) for m in _TOKEN.finditer(text)]
-        hit = {_token_index(tokens, e[1]) for e in events if e[0] == _EV_WORD}
-        isolated: dict[str, list[str]] = {}
-        for k, (s, e) in enumerate(tokens):
-            token = text[s:e]
-            merged = k not in hit or (k + 1 < len(tokens) and k + 1 not in hit)
-            if merged and token not in isolated:
-                _, token_events = self.synth(token)
-                isolated[token] = [
-                    ev[3] for ev in token_events if ev[0] == _EV_PHONEME and not _is_pause(ev[3])
-                ]
-        return {"events": events, "isolated": isolated, "sample_rate": self.sample_rate}, audio
-
-
-def _relay(request: dict[str, Any], to_fd: int, from_fd: int) -> bytes:
-    """Send ``request`` down a pipe pair and return the raw framed response."""
-    _write_all(to_fd, _pack(request))
-    prefix = _read_exact(from_fd, 12)
-    head_len, payload_len = struct.unpack("<IQ", prefix)
-    return prefix + _read_exact(from_fd, head_len + payload_len)
-
-
-def _spawn(body: Any, close_in_child: tuple[int, ...] = ()) -> tuple[int, int, int]:
-    """Fork a child running ``body(request_fd, response_fd)``; return its pid and
-    the parent's ends (request writer, response reader)."""
-    req_r, req_w = os.pipe()
-    resp_r, resp_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the child
-        try:
-            os.close(req_w)
-            os.close(resp_r)
-            for fd in close_in_child:
-                os.close(fd)
-            body(req_r, resp_w)
-        finally:
-            os._exit(0)
-    os.close(req_r)
-    os.close(resp_w)
-    return pid, req_w, resp_r
-
-
-def _close_child(child: tuple[int, int, int]) -> None:
-    pid, req_w, resp_r = child
-    os.close(req_w)  # a waiting child reads EOF and exits
-    os.close(resp_r)
-    os.waitpid(pid, 0)
-
-
-def _answer_one(engine: _Engine, request_fd: int, response_fd: int) -> None:
-    """Body of a one-shot worker: serve one request in a pristine library state."""
-    import signal
-
-    try:
-        request = _read_message(request_fd)[0]
-    except (EOFError, OSError):
-        return
-    signal.alarm(_UTTERANCE_TIMEOUT_S)  # default action: terminate this worker
-    try:
-        header, payload = engine.handle(request)
-    except Exception as exc:  # reported to the caller, who raises SynthesisError
-        header, payload = {"error": str(exc)}, b""
-    _write_all(response_fd, _pack(header, payload))
-    os.close(response_fd)  # EOF for the reader before this process has exited
-
-
-def _serve(engine: _Engine, in_fd: int, out_fd: int, voice_name: str | None) -> None:
-    """Answer requests from ``in_fd`` until EOF, each in a freshly forked worker.
-
-    With ``voice_name`` this process first selects that voice (a per-voice server),
-    so its workers inherit it; a spare worker is always forked in advance.
-    """
-    error: str | None = None
-    if voice_name is not None:
-        try:
-            engine.select_voice(voice_name)
-        except Exception as exc:
-            error = str(exc)
-
-    def fork_worker() -> tuple[int, int, int]:
-        return _spawn(lambda r, w: _answer_one(engine, r, w), (in_fd, out_fd))
-
-    spare = fork_worker()
-    while True:
-        try:
-            request, _ = _read_message(in_fd)
-        except EOFError:
-            break
-        if error is not None:
-            _write_all(out_fd, _pack({"error": error}))
-            continue
-        pid, req_w, resp_r = spare
-        try:
-            response = _relay(request, req_w, resp_r)
-        except (EOFError, OSError):
-            response = b""
-        finally:
-            os.close(req_w)
-            os.close(resp_r)
-        if not response:
-            _, status = os.waitpid(pid, 0)
-            response = _pack({"error": f"synthesis process died (wait status {status})"})
-            pid = 0
-        _write_all(out_fd, response)  # before the worker has finished exiting
-        if pid:
-            os.waitpid(pid, 0)
-        spare = fork_worker()  # prepared while the caller processes the response
-    _close_child(spare)
-
-
-#: Per-voice servers kept alive by the helper (least recently used ones are closed).
-_MAX_VOICE_SERVERS = 8
-
-
-def _zygote_main(library: str, data_path: str | None) -> None:
-    """Entry point of the helper process (``python -I -S espeak.py --zygote ...``).
-
-    Protocol on stdin/stdout: length-prefixed messages (see :func:`_pack`).  The
-    library is initialised here and never used by this process itself.  For each
-    voice a forked *voice server* selects that voice once (~4 ms, the same call
-    sequence as the CLI: initialise, select voice, set parameters, synthesise) and
-    then answers every request in a freshly forked worker, so every utterance starts
-    from the state a fresh ``espeak-ng`` process has.  (Voices cannot be switched in
-    one process without side effects: each selection queues an event that is only
-    flushed by synthesising.)
-    """
-    import gc
-
-    out_fd = os.dup(1)
-    os.dup2(2, 1)  # anything the C library prints to stdout goes to stderr instead
-    in_fd = 0
-    try:
-        engine = _Engine(library, None if data_path == "" else data_path)
-    except Exception as exc:
-        _write_all(out_fd, _pack({"error": str(exc)}))
-        return
-    # Short-lived forked workers: no cyclic GC, whose traversals would only copy
-    # shared pages.
-    gc.disable()
-    gc.freeze()
-    _write_all(out_fd, _pack({"ok": True, "sample_rate": engine.sample_rate}))
-
-    servers: dict[str, tuple[int, int, int]] = {}  # insertion order = LRU order
-    while True:
-        try:
-            request, _ = _read_message(in_fd)
-        except EOFError:
-            break
-        if request.get("op") != "synth":
-            worker = _spawn(lambda r, w: _answer_one(engine, r, w), (in_fd, out_fd))
-            try:
-                response = _relay(request, worker[1], worker[2])
-            except (EOFError, OSError):
-                response = _pack({"error": "helper worker died"})
-            _close_child(worker)
-            _write_all(out_fd, response)
-            continue
-        name = str(request["voice"]["name"])
-        server = servers.pop(name, None)
-        if server is None:
-            others = tuple(fd for c in servers.values() for fd in c[1:])
-            server = _spawn(lambda r, w, name=name: _serve(engine, r, w, name), (in_fd, out_fd, *others))
-        try:
-            response = _relay(request, server[1], server[2])
-            servers[name] = server
-        except (EOFError, OSError):
-            _close_child(server)
-            response = _pack({"error": "espeak voice server died"})
-        while len(servers) > _MAX_VOICE_SERVERS:
-            _close_child(servers.pop(next(iter(servers))))
-        _write_all(out_fd, response)
-    for server in servers.values():
-        _close_child(server)
-
-
-def _find_library(library: str | None) -> str:
-    if library is not None:
-        return library
-    found = ctypes.util.find_library("espeak-ng")
-    if found:
-        return found
-    if Path(_DEBIAN_LIBRARY).exists():
-        return _DEBIAN_LIBRARY
-    raise SynthesisError(f"libespeak-ng.so.1 not found; {_INSTALL_HINT}")
-
-
-def _normalise_data_path(data_path: str | None) -> str | None:
-    """The directory that *contains* ``espeak-ng-data`` (what espeak_Initialize wants)."""
-    if data_path is None:
-        return None
-    path = Path(data_path)
-    if (path / "espeak-ng-data").is_dir():
-        return os.path.realpath(path)
-    if path.name == "espeak-ng-data" and path.is_dir():
-        return os.path.realpath(path.parent)
-    raise SynthesisError(f"no espeak-ng-data directory in {data_path!r}; {_INSTALL_HINT}")
-
-
-_HELPERS: weakref.WeakSet[_Helper] = weakref.WeakSet()
-
-
-def _drop_inherited_helpers() -> None:
-    """After ``fork``: close the child's copies of the parent's helper pipes, so that
-    the parent's helpers still end when the parent closes them."""
-    for helper in list(_HELPERS):
-        if helper.pid != os.getpid():
-            _HELPERS.discard(helper)
-            helper._finalizer()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_drop_inherited_helpers)
-
-
-class _Helper:
-    """Handle on a running helper process (owned by one OS process)."""
-
-    def __init__(self, library: str, data_path: str | None) -> None:
-        self.pid = os.getpid()
-        try:
-            self.process = subprocess.Popen(
-                [sys.executable, "-I", "-S", os.path.abspath(__file__), "--zygote", library, data_path or ""],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                close_fds=True,
-            )
-        except OSError as exc:
-            raise SynthesisError(f"cannot start the espeak helper process: {exc}") from exc
-        assert self.process.stdin is not None and self.process.stdout is not None
-        # Also at garbage collection / interpreter exit: closing the pipe ends the
-        # helper, which ends its voice servers and workers.
-        self._finalizer = weakref.finalize(self, _stop_helper, self.process, self.pid)
-        _HELPERS.add(self)
-        self.in_fd = self.process.stdout.fileno()
-        self.out_fd = self.process.stdin.fileno()
-        header, _ = self.receive()
-        if "error" in header:
-            self.close()
-            raise SynthesisError(header["error"])
-        self.sample_rate = int(header["sample_rate"])
-
-    def receive(self) -> tuple[dict[str, Any], bytes]:
-        try:
-            return _read_message(self.in_fd)
-        except (EOFError, OSError, ValueError) as exc:
-            self.close()
-            raise SynthesisError(f"the espeak helper process failed: {exc}") from exc
-
-    def request(self, header: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
-        try:
-            _write_all(self.out_fd, _pack(header))
-        except OSError as exc:
-            self.close()
-            raise SynthesisError(f"the espeak helper process failed: {exc}") from exc
-        return self.receive()
-
-    @property
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def close(self) -> None:
-        self._finalizer()
-
-
-def _stop_helper(process: subprocess.Popen[bytes], owner_pid: int) -> None:
-    for stream in (process.stdin, process.stdout):
-        if stream is not None:
-            stream.close()
-    if os.getpid() != owner_pid:
-        return  # inherited through fork: the parent owns the process
-    try:
-        process.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 class EspeakSynthesizer:
     """Text-to-speech with ground-truth word times through libespeak-ng.
 
@@ -766,10 +203,10 @@ class EspeakSynthesizer:
     """
 
     def __init__(self, library: str | None = None, data_path: str | None = None) -> None:
-        self._library = _find_library(library)
-        self._data_path = _normalise_data_path(data_path)
+        self._library = find_library(library)
+        self._data_path = normalise_data_path(data_path)
         self._lock = threading.Lock()
-        self._helper: _Helper | None = None
+        self._helper: HelperProcess | None = None
         with self._lock:
             self._get_helper()
 
@@ -795,12 +232,12 @@ class EspeakSynthesizer:
                 self._helper.close()
                 self._helper = None
 
-    def _get_helper(self) -> _Helper:
+    def _get_helper(self) -> HelperProcess:
         helper = self._helper
         if helper is None or helper.pid != os.getpid() or not helper.alive:
             if helper is not None and helper.pid == os.getpid():
                 helper.close()
-            helper = self._helper = _Helper(self._library, self._data_path)
+            helper = self._helper = HelperProcess(self._library, self._data_path)
         return helper
 
     def _request(self, header: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
@@ -863,25 +300,10 @@ class EspeakSynthesizer:
             SynthesisError: empty text, unknown voice, or espeak's words cannot be
                 matched to the tokens one-to-one (the message names text and voice).
         """
-        import numpy as np
-
         if sample_rate <= 0:
             raise ValueError(f"sample_rate must be positive, got {sample_rate}")
         pcm = self.synthesize_pcm(text, voice, split_merged=split_merged)
-        if sample_rate == pcm.sample_rate:
-            audio = pcm.samples.astype(np.float32) / np.float32(32768.0)
-        else:
-            from scipy.signal import resample_poly
-
-            g = gcd(sample_rate, pcm.sample_rate)
-            up, down = sample_rate // g, pcm.sample_rate // g
-            resampled = resample_poly(
-                pcm.samples.astype(np.float64) / 32768.0,
-                up,
-                down,
-                window=_resampling_filter(up, down),
-            )
-            audio = np.clip(resampled, -1.0, 1.0).astype(np.float32)
+        audio = _to_float_audio(pcm.samples, pcm.sample_rate, sample_rate)
         return Synthesis(audio=audio, sample_rate=sample_rate, words=pcm.words)
 
     def synthesize_pcm(self, text: str, voice: Voice, *, split_merged: bool = True) -> PcmSynthesis:
@@ -891,9 +313,7 @@ class EspeakSynthesizer:
         ``espeak-ng -v NAME -s RATE -p PITCH -g WORD_GAP -w out.wav TEXT`` (the CLI
         has no option for ``pitch_range``, so only with the default 50).
         """
-        import numpy as np
-
-        tokens = [(m.group(), m.start(), m.end()) for m in _TOKEN.finditer(text)]
+        tokens = [(m.group(), m.start(), m.end()) for m in TOKEN.finditer(text)]
         if not tokens:
             raise SynthesisError(f"empty text {text!r} (voice {voice.tag})")
         header, payload = self._request(
@@ -929,30 +349,33 @@ class EspeakSynthesizer:
         return PcmSynthesis(samples=samples, sample_rate=sr, words=words, word_samples=tuple(spans))
 
 
+def _to_float_audio(samples: np.ndarray, rate: int, sample_rate: int) -> np.ndarray:
+    """int16 ``samples`` at ``rate`` as float32 in [-1, 1] at ``sample_rate``."""
+    if sample_rate == rate:
+        return samples.astype(np.float32) / np.float32(32768.0)
+    from scipy.signal import resample_poly  # scipy only when resampling: slow to import
+
+    g = gcd(sample_rate, rate)
+    up, down = sample_rate // g, rate // g
+    resampled = resample_poly(
+        samples.astype(np.float64) / 32768.0,
+        up,
+        down,
+        window=_resampling_filter(up, down),
+    )
+    return np.clip(resampled, -1.0, 1.0).astype(np.float32)
+
+
 @functools.lru_cache(maxsize=8)
 def _resampling_filter(up: int, down: int) -> np.ndarray:
     """The FIR filter :func:`scipy.signal.resample_poly` designs by default (Kaiser
     window, beta 5), computed once per ratio; passing it gives identical output."""
-    from scipy.signal import firwin
+    from scipy.signal import firwin  # scipy only when resampling: slow to import
 
     max_rate = max(up, down)
     taps = firwin(2 * 10 * max_rate + 1, 1.0 / max_rate, window=("kaiser", 5.0))
     taps.flags.writeable = False
     return taps
-
-
-def _is_pause(phoneme: str) -> bool:
-    return phoneme.startswith("_")
-
-
-def _token_index(tokens: list[tuple[int, int]], text_position: int) -> int | None:
-    """Token holding espeak's 1-based *character* position (a position in the blank
-    before a token belongs to that token); None past the last token."""
-    index = text_position - 1
-    for k, (_, end) in enumerate(tokens):
-        if index < end:
-            return k
-    return None
 
 
 _VOWEL_START = set("aeiouyAEIOUVY03@&")
@@ -1028,8 +451,8 @@ def _word_spans(
     # Events arrive in time order; phonemes belong to the preceding WORD event.
     groups: list[tuple[int, int, _Phonemes]] = []  # (token index, sample, phonemes)
     for kind, position, sample, phoneme in events:
-        if kind == _EV_WORD:
-            k = _token_index(bounds, position)
+        if kind == EV_WORD:
+            k = token_index(bounds, position)
             if k is None:
                 raise fail(f"espeak word at character {position} matches no token")
             if groups and k == groups[-1][0]:
@@ -1037,7 +460,7 @@ def _word_spans(
             if groups and k < groups[-1][0]:
                 raise fail("espeak words out of order")
             groups.append((k, sample, []))
-        elif kind == _EV_PHONEME and groups:
+        elif kind == EV_PHONEME and groups:
             groups[-1][2].append((phoneme, sample))
     if not groups or groups[0][0] != 0:
         raise fail(
@@ -1062,12 +485,12 @@ def _word_spans(
     spans: list[tuple[int, int]] = []
     for k, (start, phonemes) in enumerate(per_token):
         limit = per_token[k + 1][0] if k + 1 < len(per_token) else n_samples
-        real = [i for i, (p, _) in enumerate(phonemes) if not _is_pause(p)]
+        real = [i for i, (p, _) in enumerate(phonemes) if not is_pause(p)]
         if not real:
             raise fail(f"no phonemes for token {tokens[k][0]!r}")
         end = limit
         for p, s in phonemes[real[-1] + 1 :]:
-            if _is_pause(p):
+            if is_pause(p):
                 end = min(s, limit)
                 break
         if not start < end:
@@ -1085,7 +508,7 @@ def _split_group(
 ) -> list[tuple[int, _Phonemes]]:
     """Split the phonemes of one espeak word over the tokens ``merged``."""
     label = " ".join(merged)
-    real = [i for i, (p, _) in enumerate(phonemes) if not _is_pause(p)]
+    real = [i for i, (p, _) in enumerate(phonemes) if not is_pause(p)]
     references = [isolated.get(t, []) for t in merged]
     if any(not r for r in references) or len(real) < len(merged):
         raise fail(f"cannot split {label!r} spoken as one espeak word: a token has no phonemes")
@@ -1102,7 +525,3 @@ def _split_group(
         start = word_sample if j == 0 else phonemes[first][1]
         out.append((start, phonemes[first:stop]))
     return out
-
-
-if __name__ == "__main__" and sys.argv[1:2] == ["--zygote"]:
-    _zygote_main(sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else None)
