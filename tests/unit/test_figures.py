@@ -1,4 +1,5 @@
-"""Unit tests for caspes.report.figures (Figures 2-4: heatmaps written as PNG and PDF)."""
+"""Unit tests for caspes.report.figures (Figures 2-4: heatmaps written as PNG and PDF) and
+caspes.report.paper_figures (which maps each figure shows, from the workflow's stores)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,13 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from matplotlib.image import imread
 
+from caspes.decode.xattn import CrossAttentionStoreWriter
+from caspes.explain.stores import SaliencyRecord, SaliencyStoreWriter
+from caspes.report.figure_data import figure_maps, timestamp_bars
 from caspes.report.figures import (
     PNG_DPI,
     _grid_figure,
@@ -16,11 +21,13 @@ from caspes.report.figures import (
     _mel_cell_edges,
     _token_spectrogram_figure,
     mel_bin_centres,
+    plot_bars,
     plot_grid,
     plot_maps,
     plot_token_spectrograms,
     save_figure,
 )
+from caspes.report.paper_figures import languages_figure, make_figure, utterance_figure
 
 TOKENS = ["▁What", "▁is", "▁import", "ant", "▁are", "▁the"]
 
@@ -281,3 +288,90 @@ def test_save_figure_same_path_twice_identical(tmp_path: Path) -> None:
     save_figure(_maps_figure(_panels(), TOKENS), tmp_path / "deep" / "dir" / "f")
     assert (png.read_bytes(), pdf.read_bytes()) == before
     assert b"CreationDate" not in before[1]
+
+
+# --- make_figure (rule paper_figure) ---------------------------------------------------------
+
+
+def _stores(run: Path, n_frames: int = 24, n_mels: int = 8) -> dict[str, str]:
+    """A run folder with a cross-attention store and SM^X / SM^H stores of two utterances, each with
+    a language row, three content tokens and an end-of-sentence row."""
+    rng = np.random.default_rng(len(str(run)))
+    pieces, roles = ["<lang:en>", "▁a", "▁b", "c", "</s>"], ["lang", "token", "token", "token", "eos"]
+    ids = [10, 11, 12, 13, 2]
+    (run / "saliency").mkdir(parents=True, exist_ok=True)
+    paths = {"xattn": str(run / "xattn.zip"), "smx": str(run / "saliency/smx.zip"),
+             "smh": str(run / "saliency/smh.zip")}  # fmt: skip
+    with CrossAttentionStoreWriter(paths["xattn"]) as writer:
+        for uid in ("u0", "u1"):
+            writer.add(uid, rng.random((2, 2, 5, n_frames // 4)), [2, *ids[:-1]], ids, pieces, roles)
+    for key, shape, kind in (("smx", (5, n_frames, n_mels), "input"), ("smh", (5, n_frames // 4), "encoder")):
+        with SaliencyStoreWriter(paths[key]) as writer:
+            for uid in ("u0", "u1"):
+                writer.add_record(SaliencyRecord(uid, rng.random(shape), np.ones(shape[1:], dtype=int),
+                                                 [2, *ids[:-1]], ids, pieces, roles, kind, 10, 0.7, 1))  # fmt: skip
+    return paths
+
+
+def _same_files(one: list[Path], two: list[Path]) -> bool:
+    return [p.read_bytes() for p in one] == [p.read_bytes() for p in two]
+
+
+def test_make_figure_fig2_and_fig3_show_one_utterance(tmp_path: Path) -> None:
+    s = _stores(tmp_path / "results/base/en-en/dev")
+    inputs = {"xattn": [s["xattn"]], "smx": [s["smx"]], "smh": [s["smh"]]}
+    fig2 = make_figure("fig2", inputs, tmp_path / "paper/fig2.png", utterance=1, pooling="avg2d")
+    assert fig2 == [tmp_path / "paper/fig2.png", tmp_path / "paper/fig2.pdf"]
+    m = figure_maps(s["xattn"], s["smh"], 1, s["smx"], "avg2d")
+    assert m["id"] == "u1" and m["tokens"] == ["▁a", "▁b", "c"]
+    panels = [("SM^X (avg2d)", m["smx_pooled"]), ("SM^H", m["smh"]), ("CA (all layers and heads)", m["ca"])]
+    expected = plot_maps(panels, m["tokens"], tmp_path / "ref2", title="base en-en dev: u1")
+    assert _same_files(fig2, expected)
+    fig3 = make_figure("fig3", inputs, tmp_path / "paper/fig3.png", utterance=1, pooling="avg2d")
+    expected = plot_token_spectrograms(m["smx"], m["tokens"], tmp_path / "ref3", title="base en-en dev: u1")
+    assert _same_files(fig3, expected)
+    assert _same_files(utterance_figure("fig3", s["xattn"], s["smh"], s["smx"], 1, tmp_path / "u3"), expected)
+
+
+def test_make_figure_fig4_one_row_per_source_language(tmp_path: Path) -> None:
+    runs = [_stores(tmp_path / f"results/multi/{pair}/test") for pair in ("en-en", "en-it", "it-it")]
+    inputs = {"xattn": [r["xattn"] for r in runs], "smx": [], "smh": [r["smh"] for r in runs]}
+    paths = make_figure("fig4", inputs, tmp_path / "paper/fig4.png")
+    maps = [figure_maps(r["xattn"], r["smh"], 0) for r in runs]
+    rows = [[("ASR", "en-en", maps[0]), ("ST", "en-it", maps[1])], [("ASR", "it-it", maps[2])]]
+    cells: list[list] = [
+        [(f"{task} {pair}: {kind}", m[key], m["tokens"]) for task, pair, m in row
+         for kind, key in (("CA", "ca"), ("SM^H", "smh"))]
+        for row in rows
+    ]  # fmt: skip
+    cells[1] += [None, None]
+    expected = plot_grid(cells, tmp_path / "ref4", title="multi test: utterance 0 of each source language")
+    assert _same_files(paths, expected)
+    assert _same_files(languages_figure(inputs["xattn"], inputs["smh"], 0, tmp_path / "l4"), expected)
+
+
+def test_make_figure_timestamps_bars(tmp_path: Path) -> None:
+    files = []
+    for model in ("base", "small"):
+        run = tmp_path / f"results/{model}/en-en/test"
+        run.mkdir(parents=True)
+        rows = [("u0", name, method, 3, 40.0 + k, 50.0) for k, name in enumerate(["CA all", "CA l2", "CA l1"])
+                for method in ("dtw", "argmax")]  # fmt: skip
+        pd.DataFrame(rows, columns=["utterance", "map", "method", "words", "start_ms", "end_ms"]).to_csv(
+            run / "timestamps.tsv", sep="\t", index=False
+        )
+        files.append(str(run / "timestamps.tsv"))
+    paths = make_figure("timestamps", {"timestamps": files}, tmp_path / "paper/timestamps.png")
+    groups = timestamp_bars(files, {})
+    assert list(groups) == ["base en", "small en"] and list(groups["base en"]) == ["CA l1", "CA l2", "CA all"]
+    expected = plot_bars(
+        groups, "mean |word start error| (ms), DTW", tmp_path / "ref", title="Word timestamps from each map"
+    )
+    assert _same_files(paths, expected)
+
+
+def test_make_figure_rejects_unknown_names(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="fig5"):
+        make_figure("fig5", {}, tmp_path / "fig5.png")
+    with pytest.raises(ValueError, match="fig4"):
+        utterance_figure("fig4", "x.zip", "h.zip", "s.zip", 0, tmp_path / "f")

@@ -1,4 +1,5 @@
-"""caspes.report (paper tables and claims): table builders from per-run files, and the claims check."""
+"""caspes.report (paper tables and claims): table builders from per-run files, the claims check, and
+the rules' entry points (paper tables, claims, the quality and explanation summaries)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,25 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from caspes.report.claims import claims_check, claims_markdown
-from caspes.report.paper_tables import build_table
-from caspes.report.results import run_of
-from caspes.report.tables import to_csv, to_markdown, write_table
+from caspes.report.claims import (
+    CLAIMS,
+    ClaimInputs,
+    LayerRow,
+    all_average_claim,
+    claims_check,
+    claims_markdown,
+    half_explanation_claim,
+    head_average_claim,
+    last_layers_claim,
+    load_claim_inputs,
+    smh_over_smx_claim,
+    smh_partial_claim,
+    write_claims,
+)
+from caspes.report.paper_tables import build_table, write_paper_table
+from caspes.report.results import map_sort_key, run_of
+from caspes.report.summaries import explanation_row, explanation_table, quality_table
+from caspes.report.tables import to_csv, to_latex, to_markdown, write_table
 
 
 def _corr(path: Path, values: dict[tuple[str, str], list[float]], pooling: str = "max2d") -> str:
@@ -165,3 +181,154 @@ def test_timestamp_claim(tmp_path: Path) -> None:
     df.loc[2, "start error (ms)"] = 130.0
     df.to_csv(tmp_path / "timestamps.csv", index=False)
     assert claims_check({"timestamps": tmp_path / "timestamps.csv"})[0].holds is False
+
+
+def test_map_sort_key_orders_layers_then_named_maps() -> None:
+    names = ["SM^H", "other", "CA l10", "CA all", "CA l2", "SM^X", "CA l1"]
+    assert sorted(names, key=map_sort_key) == ["CA l1", "CA l2", "CA l10", "CA all", "SM^X", "SM^H", "other"]
+
+
+def test_claims_registry_order_and_uncheckable_claims_left_out() -> None:
+    assert [check.__name__ for check in CLAIMS] == [
+        "last_layers_claim", "head_average_claim", "all_average_claim", "smh_over_smx_claim",
+        "half_explanation_claim", "smh_partial_claim", "aggregation_claim", "p_h_claim",
+        "deletion_ranking_claims", "timestamps_claim",
+    ]  # fmt: skip
+    empty = load_claim_inputs({})
+    assert all(check(empty) == [] for check in CLAIMS)
+    assert claims_check({}) == []
+
+
+def test_layer_claims_from_rows() -> None:
+    inputs = ClaimInputs(
+        table1=None, table4=None, table6=None, discussion=None, timestamps=None,
+        table1_rows=[LayerRow("base en-en", "SM^X", [0.1, 0.5], 0.49)],
+        table2_rows=[LayerRow("small ST (en-it)", "SM^X", [0.3], 0.45)],
+        table3_rows=[LayerRow("base ASR (en-en)", "SM^H", [0.2, 0.6], 0.7),
+                     LayerRow("small ST (en-it)", "SM^H", [0.4, 0.3], 0.5)],
+        tests=[{"comparison": "SM^H vs SM^X", "run": "small en-it test", "map": "smh-p0.7 vs smx",
+                "difference": 0.05, "p": 0.01}],
+    )  # fmt: skip
+    assert [row.label for row in inputs.rows_x] == ["base en-en (SM^X)", "small ST (en-it) (SM^X)"]
+    assert [row.label for row in inputs.layerwise] == ["base en-en (SM^X)", "base ASR (en-en) (SM^H)",
+                                                        "small ST (en-it) (SM^H)"]  # fmt: skip
+    (last,) = last_layers_claim(inputs)
+    assert last.holds is False and "small ST (en-it) (SM^H): last − first = -0.100" in last.ours
+    (avg,) = all_average_claim(inputs)
+    assert avg.holds is True and "base en-en (SM^X): l-AVG − best layer = -0.010" in avg.ours
+    assert "Paired bootstrap" not in avg.ours  # no test of that comparison
+    (smh,) = smh_over_smx_claim(inputs)
+    assert smh.ours.startswith(
+        "small ST (en-it): SM^H 0.500 vs SM^X 0.450; base en-en: SM^H 0.700 vs SM^X 0.490"
+    )
+    assert smh.holds is True and "small en-it test smh-p0.7 vs smx: Δ +0.050, p = 0.010" in smh.ours
+    (half,) = half_explanation_claim(inputs)
+    assert (half.ours, half.holds) == ("0.450-0.490", True)
+    (part,) = smh_partial_claim(inputs)
+    assert (part.ours, part.holds) == ("0.500-0.700", True)
+
+
+def test_load_claim_inputs_reads_layer_rows(tmp_path: Path) -> None:
+    pd.DataFrame({"run": ["base en-en"] * 3, "layer": ["l1", "l2", "l-AVG"], "h1": [0.1, 0.4, 0.3],
+                  "h-AVG": [0.2, 0.5, 0.45]}).to_csv(tmp_path / "table1.csv", index=False)  # fmt: skip
+    pd.DataFrame({"model": ["small"], "source": ["en"], "task": ["ST (en-it)"], "l1": [0.3], "l2": [math.nan],
+                  "l-AVG": [0.35]}).to_csv(tmp_path / "table3.csv", index=False)  # fmt: skip
+    inputs = load_claim_inputs({n: tmp_path / f"{n}.csv" for n in ("table1", "table3")}, p_h=0.5)
+    assert inputs.table1 is not None and inputs.table4 is None and inputs.p_h == 0.5
+    assert inputs.rows_x == [LayerRow("base en-en", "SM^X", [0.2, 0.5], 0.45)]
+    assert inputs.rows_h == [LayerRow("small ST (en-it)", "SM^H", [0.3], 0.35)]  # undefined layer left out
+    (heads,) = head_average_claim(inputs)
+    assert heads.ours == "h-AVG ≥ best single head in 2 of 2 layers" and heads.holds is True
+
+
+def _claims_inputs(tmp_path: Path) -> tuple[list[str], list[str]]:
+    run = tmp_path / "results/base/en-en/test/correlation"
+    smx = {("1", "avg"): [0.1, 0.2, 0.3], ("2", "avg"): [0.4, 0.5, 0.7], ("avg", "avg"): [0.5, 0.5, 0.6]}
+    smh = {("1", "avg"): [0.2, 0.3, 0.3], ("2", "avg"): [0.6, 0.7, 0.8], ("avg", "avg"): [0.7, 0.8, 0.8]}
+    correlations = [_corr(run / "smx.tsv", smx), _corr(run / "smh-p0.7.tsv", smh, "none")]
+    pd.DataFrame({"model": ["base"], "source": ["en"], "task": ["ASR (en-en)"], "l1": [0.27], "l2": [0.7],
+                  "l-AVG": [0.77]}).to_csv(tmp_path / "table3.csv", index=False)  # fmt: skip
+    return [str(tmp_path / "table3.csv")], correlations
+
+
+def test_write_claims_writes_paired_tests_and_markdown(tmp_path: Path) -> None:
+    tables, correlations = _claims_inputs(tmp_path)
+    md, tests = tmp_path / "claims.md", tmp_path / "paired_tests.csv"
+    claims = write_claims(tables, correlations, md, tests, 0.7, "max2d", {"resamples": 50, "seed": 3})
+    rows = pd.read_csv(tests)
+    assert list(rows.columns) == ["run", "map", "comparison", "difference", "p"]
+    assert rows["comparison"].tolist() == [
+        "SM^H vs SM^X",
+        "l-AVG vs best layer (l2)",
+        "l-AVG vs best layer (l2)",
+    ]
+    assert rows["map"].tolist() == ["smh-p0.7 vs smx", "smx", "smh-p0.7"]
+    assert rows["difference"].tolist() == pytest.approx([0.7 / 3, 0.0, 0.2 / 3])
+    assert md.read_text(encoding="utf-8") == claims_markdown(claims)
+    assert claims == claims_check({"table3": tables[0]}, 0.7, rows.to_dict("records"))
+    assert "Paired bootstrap over utterances: base en-en test smx: Δ +0.000, p = " in claims[1].ours
+
+
+def test_write_claims_without_resamples_has_no_tests(tmp_path: Path) -> None:
+    tables, correlations = _claims_inputs(tmp_path)
+    md, tests = tmp_path / "claims.md", tmp_path / "paired_tests.csv"
+    claims = write_claims(tables, correlations, md, tests, 0.7, "max2d", {"resamples": 0})
+    assert tests.read_text() == "run,map,comparison,difference,p\n"
+    assert len(claims) == 3 and "Paired bootstrap" not in md.read_text(encoding="utf-8")
+
+
+def test_write_paper_table_writes_csv_markdown_and_latex(tmp_path: Path) -> None:
+    test = tmp_path / "results/base/en-en/test/deletion"
+    files = [_curve(test / f"{m}.tsv", a) for m, a in (("ca", 40.0), ("smx-max2d", 50.0), ("smx", 90.0))]
+    table = write_paper_table("discussion", {"deletion": tuple(files)}, tmp_path / "paper/discussion.csv")
+    assert table.name == "discussion" and len(table.rows) == 3
+    expected = build_table("discussion", {"deletion": files})
+    assert (tmp_path / "paper/discussion.csv").read_text() == to_csv(expected)
+    assert (tmp_path / "paper/discussion.md").read_text() == to_markdown(expected)
+    assert (tmp_path / "paper/discussion.tex").read_text() == to_latex(expected)
+
+
+def test_quality_table_stacks_runs(tmp_path: Path) -> None:
+    files = []
+    for pair, wer in (("en-en", 12.5), ("it-it", 20.0)):
+        run = tmp_path / f"results/base/{pair}/test"
+        run.mkdir(parents=True)
+        pd.DataFrame([{"model": "base", "lang_pair": pair, "wer": wer}]).to_csv(run / "quality.tsv", sep="\t",
+                                                                                  index=False)  # fmt: skip
+        files.append(str(run / "quality.tsv"))
+    table = quality_table(files, tmp_path / "quality.tsv")
+    assert (
+        tmp_path / "quality.tsv"
+    ).read_text() == "model\tlang_pair\twer\nbase\ten-en\t12.5\nbase\tit-it\t20.0\n"
+    assert table["wer"].tolist() == [12.5, 20.0]
+
+
+def test_explanation_table_one_row_per_deletion_curve(tmp_path: Path) -> None:
+    run = tmp_path / "results/base/en-it/test"
+    files = []
+    for name, auc, size in (("smx", 12.5, 30.0), ("smh-p0.7", 20.0, 40.0)):
+        files.append(_curve(run / f"deletion/{name}.tsv", auc, "bleu"))
+        (run / "size").mkdir(exist_ok=True)
+        pd.DataFrame({"threshold": [0, 1], "auc": size}).to_csv(
+            run / f"size/{name}.tsv", sep="\t", index=False
+        )
+        (run / "saliency").mkdir(exist_ok=True)
+        pd.DataFrame({"utterances": [2, 1], "seconds": [1.0, 1.0], "device": ["cpu", "cuda"]}).to_csv(
+            run / f"saliency/{name}.timing.tsv", sep="\t", index=False
+        )
+        files += [str(run / f"size/{name}.tsv"), str(run / f"saliency/{name}.zip")]
+    row = explanation_row(files[0])
+    assert row == {
+        "model": "base", "direction": "en-it", "split": "test", "map": "smx", "unit": "cell", "metric": "bleu",
+        "deletion_auc": 12.5, "size_auc": 30.0, "utterances": 3, "seconds_per_utterance": 0.667,
+        "device": "cpu,cuda",
+    }  # fmt: skip
+    table = explanation_table(files, tmp_path / "explanations.tsv")
+    assert table["map"].tolist() == ["smx", "smh-p0.7"] and table["size_auc"].tolist() == [30.0, 40.0]
+    lines = (tmp_path / "explanations.tsv").read_text().splitlines()
+    assert lines[0].split("\t") == list(row) and lines[2].split("\t")[:4] == [
+        "base",
+        "en-it",
+        "test",
+        "smh-p0.7",
+    ]

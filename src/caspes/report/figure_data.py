@@ -1,12 +1,11 @@
-"""What the figures show, read from the stores and result files."""
+"""What the figures show, read from the stores and result files: the normalised maps of one
+utterance (:func:`figure_maps`) and the word-timestamp bars (:func:`timestamp_bars`)."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-
-import pandas as pd
 
 from caspes.decode.xattn import CrossAttentionStore
 from caspes.explain.maps import (
@@ -18,9 +17,9 @@ from caspes.explain.maps import (
     pool_saliency,
 )
 from caspes.explain.stores import SaliencyStore
-from caspes.report.results import Bootstrap, r_cell, run_of
+from caspes.report.results import Bootstrap, map_sort_key, r_cell, read_tsv, run_of
 
-__all__ = ["map_sort_key"]
+__all__ = ["figure_maps", "timestamp_bars"]
 
 
 # --------------------------------------------------------------------------- figures
@@ -61,12 +60,6 @@ def figure_maps(
 
 
 # --------------------------------------------------------------------------- word timestamps
-def map_sort_key(name: str) -> tuple[int, int]:
-    if name.startswith("CA l"):
-        return (0, int(name[4:]))
-    return (1, ("CA all", "SM^X", "SM^H").index(name) if name in ("CA all", "SM^X", "SM^H") else 9)
-
-
 def timestamp_bars(files: Sequence[str | Path], bootstrap: Mapping[str, object]) -> dict:
     """Figure data: per model and language, the mean DTW word-start error of each map with its
     bootstrap interval (``groups[label][map] = (mean, low, high)``)."""
@@ -74,7 +67,7 @@ def timestamp_bars(files: Sequence[str | Path], bootstrap: Mapping[str, object])
     groups: dict[str, dict[str, tuple[float, float, float]]] = {}
     for path in files:
         run = run_of(path)
-        df = pd.read_csv(path, sep="\t")
+        df = read_tsv(path)
         df = df[df["method"] == "dtw"]
         bars = {}
         for name in sorted(df["map"].unique(), key=map_sort_key):

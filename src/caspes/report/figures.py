@@ -1,4 +1,5 @@
-"""Figures 2-4 of the paper: saliency / cross-attention heatmaps, written as PNG and PDF.
+"""Drawing Figures 2-4 of the paper (saliency / cross-attention heatmaps) and the timestamps bars,
+written as PNG and PDF.
 
 * :func:`plot_maps` (Figure 2): ``SM^X``, ``SM^H`` and ``CA`` of one utterance, stacked, each an
   ``(I, T')`` map with the target tokens on the y axis and seconds on the x axis.
@@ -6,6 +7,7 @@
   token, frequency in Hz on a logarithmic axis (Kaldi mel bin centres, :func:`mel_bin_centres`).
 * :func:`plot_grid` (Figure 4): a rows x columns grid of ``(I, T')`` maps (e.g. source language x
   {ASR, ST} x {CA, SM^H}).
+* :func:`plot_bars`: grouped bars with error bars (the word-timestamps figure, beyond the paper).
 
 Everything is drawn on :class:`matplotlib.figure.Figure` objects (no pyplot, no global backend
 state), and :func:`save_figure` writes byte-identical files for identical input (no creation date
@@ -24,7 +26,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 
-__all__ = ["mel_bin_centres", "save_figure", "plot_maps", "plot_token_spectrograms", "plot_grid"]
+__all__ = ["mel_bin_centres", "save_figure", "plot_maps", "plot_token_spectrograms", "plot_grid", "plot_bars"]
 
 PNG_DPI = 150
 

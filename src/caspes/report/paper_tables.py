@@ -1,7 +1,10 @@
-"""The paper's tables and its claims check, built from the workflow's per-run files.
+"""The paper's tables, built from the workflow's per-run files: Tables 1-6, the Discussion's deletion
+comparison and the word-timestamps table (beyond the paper), each a :class:`~caspes.report.tables.Table`
+(:func:`build_table` picks one by name; :func:`write_paper_table` is the rule ``paper_table``).
 
 Every input path has the layout ``results/<model>/<src>-<tgt>/<split>/<kind>/<name>.tsv``
-(:func:`run_of`), so a builder needs nothing but the list of files the workflow hands it.
+(:func:`~caspes.report.results.run_of`), so a builder needs nothing but the list of files the
+workflow hands it.
 
 Correlation files (rule ``correlate``) hold one row per utterance, pooling and (layer, head)
 selection; the tables report the mean r over utterances with a defined r, and the number of
@@ -10,6 +13,7 @@ undefined ones goes into the table notes.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -17,11 +21,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from caspes.report.figure_data import map_sort_key
-from caspes.report.results import Bootstrap, r_cell, read_correlations, read_tsv, run_of
-from caspes.report.tables import Cell, Table, mark_best
+from caspes.report.results import Bootstrap, map_sort_key, r_cell, read_correlations, read_tsv, run_of
+from caspes.report.tables import Cell, Table, mark_best, to_markdown, write_table
 
-__all__ = ["PAPER", "build_table"]
+__all__ = [
+    "PAPER",
+    "table1",
+    "table4",
+    "table5",
+    "table6",
+    "discussion",
+    "timestamps_table",
+    "build_table",
+    "write_paper_table",
+]
+
+log = logging.getLogger(__name__)
 
 #: Values reported by the paper (EuroParl-ST; base = monolingual en ASR), for side-by-side columns.
 PAPER = {
@@ -166,56 +181,82 @@ def _size_auc(path: str | Path) -> float:
     return float(read_tsv(path)["auc"].iloc[0])
 
 
+def _map_key(path: str | Path) -> tuple[str, str, str]:
+    """(model, direction, map) of a per-map file."""
+    run = run_of(path)
+    return run.model, run.direction, run.name
+
+
+def _ablation_table(
+    name: str,
+    caption: str,
+    first_column: str,
+    body: Sequence[tuple[str, dict[int, np.ndarray], np.ndarray, float | None, float | None, float | None]],
+    n_layers: int,
+    metric: str,
+    undefined: int,
+    boot: Bootstrap,
+) -> Table:
+    """Tables 4 and 6: a row per setting of ``body`` (label, per-layer r, all-average r, deletion AUC,
+    the paper's l-AVG and deletion), bold on the best of each column (the deletion's direction given by
+    ``metric``: wer_max higher, BLEU lower) and underline on the best layer of each row."""
+    table = Table(
+        name=name,
+        caption=caption,
+        columns=[first_column, *[f"l{k}" for k in range(1, n_layers + 1)], "l-AVG", "deletion", "paper l-AVG",
+                 "paper deletion"],
+        rows=[],
+    )  # fmt: skip
+    for label, per_layer, overall, deletion, paper_r, paper_del in body:
+        table.rows.append(
+            [label, *[r_cell(per_layer.get(k), boot) for k in range(1, n_layers + 1)], r_cell(overall, boot),
+             Cell(deletion, digits=2), Cell(paper_r), Cell(paper_del, digits=2)]
+        )  # fmt: skip
+    n_rows = len(table.rows)
+    for c in range(1, n_layers + 3):
+        mark_best(
+            table,
+            [(r, c) for r in range(n_rows)],
+            higher_is_better=(c != n_layers + 2 or metric == "wer_max"),
+        )
+    for r in range(n_rows):
+        mark_best(table, [(r, c) for c in range(1, 1 + n_layers)], style="underline")
+    table.notes = _undefined_note(undefined)
+    return table
+
+
 def table4(corr_files: Sequence[str], deletion_files: Sequence[str], boot: Bootstrap = Bootstrap()) -> Table:
     """Aggregation ablation of SM^X (dev): layer-wise and l-AVG r per pooling, frame deletion AUC."""
     corr = pd.concat([read_correlations(p) for p in corr_files])
     deletions = {run_of(p).name.split("-", 1)[1]: _deletion_auc(p) for p in deletion_files}
     n_layers = 0
     body = []
+    metrics = []
     undefined = 0
     for pooling in ("avg2d", "max1d_avg1d", "max2d"):
         per_layer, overall, undef = _layer_values(corr, pooling)
         undefined += undef
         n_layers = max(n_layers, len(per_layer))
         auc, metric = deletions.get(pooling, (math.nan, "wer_max"))
-        paper_r, paper_del = PAPER["table4"][pooling]
-        body.append((pooling, per_layer, overall, auc, paper_r, paper_del, metric))
-    metric = body[0][6]
-    table = Table(
-        name="table4",
-        caption=(
-            "Aggregation of SM^X to the encoder grid (ablation model, ablation split): Pearson r of the "
-            "head-averaged cross-attention per layer and of the all-average (l-AVG), and the deletion AUC "
-            f"of the pooled map ({'wer_max' if metric == 'wer_max' else 'BLEU'}; frames ranked, 5% steps). "
-            "Bold: best per column; underline: best layer per row. Paper values: base, EuroParl-ST dev."
-        ),
-        columns=["aggregation", *[f"l{k}" for k in range(1, n_layers + 1)], "l-AVG", "deletion", "paper l-AVG",
-                 "paper deletion"],
-        rows=[],
-    )  # fmt: skip
-    for pooling, per_layer, overall, auc, paper_r, paper_del, _ in body:
-        table.rows.append(
-            [POOLING_NAMES[pooling], *[r_cell(per_layer.get(k), boot) for k in range(1, n_layers + 1)],
-             r_cell(overall, boot),
-             Cell(auc, digits=2), Cell(paper_r), Cell(paper_del, digits=2)]
-        )  # fmt: skip
-    for c in range(1, n_layers + 3):
-        mark_best(
-            table, [(r, c) for r in range(3)], higher_is_better=(c != n_layers + 2 or metric == "wer_max")
-        )
-    for r in range(3):
-        mark_best(table, [(r, c) for c in range(1, 1 + n_layers)], style="underline")
-    table.notes = _undefined_note(undefined)
-    return table
+        metrics.append(metric)
+        body.append((POOLING_NAMES[pooling], per_layer, overall, auc, *PAPER["table4"][pooling]))
+    caption = (
+        "Aggregation of SM^X to the encoder grid (ablation model, ablation split): Pearson r of the "
+        "head-averaged cross-attention per layer and of the all-average (l-AVG), and the deletion AUC "
+        f"of the pooled map ({'wer_max' if metrics[0] == 'wer_max' else 'BLEU'}; frames ranked, 5% steps). "
+        "Bold: best per column; underline: best layer per row. Paper values: base, EuroParl-ST dev."
+    )
+    return _ablation_table("table4", caption, "aggregation", body, n_layers, metrics[0], undefined, boot)
 
 
 def table5(quality_files: Sequence[str], deletion_files: Sequence[str], size_files: Sequence[str]) -> Table:
     """Quality of the models and of their explanations (main split)."""
-    quality = {(run_of(p).model, run_of(p).direction): read_tsv(p).iloc[0] for p in quality_files}
-    dele = {
-        (run_of(p).model, run_of(p).direction, run_of(p).name): _deletion_auc(p)[0] for p in deletion_files
-    }
-    size = {(run_of(p).model, run_of(p).direction, run_of(p).name): _size_auc(p) for p in size_files}
+    quality: dict[tuple[str, str], tuple[str, pd.Series]] = {}
+    for path in quality_files:
+        run = run_of(path)
+        quality[(run.model, run.direction)] = (run.task, read_tsv(path).iloc[0])
+    dele = {_map_key(p): _deletion_auc(p)[0] for p in deletion_files}
+    size = {_map_key(p): _size_auc(p) for p in size_files}
     maps = sorted({k[2] for k in dele}, key=lambda n: (n != "smx", n))
     columns = ["model", "direction", "task", "WER", "BLEU", "chrF", "COMET"]
     for m in maps:
@@ -234,8 +275,7 @@ def table5(quality_files: Sequence[str], deletion_files: Sequence[str], size_fil
         rows=[],
     )
     for model, direction in quality:
-        q = quality[(model, direction)]
-        task = "ASR" if direction.split("-")[0] == direction.split("-")[1] else "ST"
+        task, q = quality[(model, direction)]
         row: list = [model, direction, task]
         for col in ("wer", "bleu", "chrf", "comet"):
             v = q.get(col) if col in q.index else None
@@ -264,34 +304,16 @@ def table6(corr_files: Sequence[str], deletion_files: Sequence[str], boot: Boots
         by_p.setdefault(p, {})["del"], metric = _deletion_auc(path)
     ps = sorted(by_p, reverse=True)
     n_layers = max((len(by_p[p]["corr"][0]) for p in ps), default=0)
-    table = Table(
-        name="table6",
-        caption=(
-            "Occlusion probability p_H of SM^H (ablation model, ablation split): Pearson r of the "
-            "head-averaged cross-attention per layer and of the all-average (l-AVG), and the deletion AUC "
-            "(encoder steps). Bold: best per column; underline: best layer per row. Paper: base, EuroParl-ST dev."
-        ),
-        columns=["p_H", *[f"l{k}" for k in range(1, n_layers + 1)], "l-AVG", "deletion", "paper l-AVG",
-                 "paper deletion"],
-        rows=[],
-    )  # fmt: skip
-    for p in ps:
-        per_layer, overall = by_p[p]["corr"]
-        paper = PAPER["table6"].get(round(p, 3), (None, None))
-        table.rows.append(
-            [f"{p:g}", *[r_cell(per_layer.get(k), boot) for k in range(1, n_layers + 1)], r_cell(overall, boot),
-             Cell(by_p[p].get("del"), digits=2), Cell(paper[0]), Cell(paper[1], digits=2)]
-        )  # fmt: skip
-    for c in range(1, n_layers + 3):
-        mark_best(
-            table,
-            [(r, c) for r in range(len(ps))],
-            higher_is_better=(c != n_layers + 2 or metric == "wer_max"),
-        )
-    for r in range(len(ps)):
-        mark_best(table, [(r, c) for c in range(1, 1 + n_layers)], style="underline")
-    table.notes = _undefined_note(undefined)
-    return table
+    body = [
+        (f"{p:g}", *by_p[p]["corr"], by_p[p].get("del"), *PAPER["table6"].get(round(p, 3), (None, None)))
+        for p in ps
+    ]
+    caption = (
+        "Occlusion probability p_H of SM^H (ablation model, ablation split): Pearson r of the "
+        "head-averaged cross-attention per layer and of the all-average (l-AVG), and the deletion AUC "
+        "(encoder steps). Bold: best per column; underline: best layer per row. Paper: base, EuroParl-ST dev."
+    )
+    return _ablation_table("table6", caption, "p_H", body, n_layers, metric, undefined, boot)
 
 
 def discussion(deletion_files: Sequence[str]) -> Table:
@@ -324,7 +346,9 @@ def discussion(deletion_files: Sequence[str]) -> Table:
 def build_table(
     name: str, inputs: Mapping[str, Sequence[str]], pooling: str = "max2d", boot: Bootstrap = Bootstrap()
 ) -> Table:
-    """Build one paper table from the workflow's files (see :mod:`caspes.paper`)."""
+    """Build one paper table from the workflow's files: ``inputs`` maps ``correlation``,
+    ``deletion``, ``quality``, ``sizes`` or ``timestamps`` to per-run files, as the rule
+    ``paper_table`` hands them over (the names each table needs: workflow/rules/common.smk)."""
     if name == "table1":
         return table1(inputs["correlation"], pooling, boot)
     if name == "table2":
@@ -356,6 +380,23 @@ def build_table(
     raise ValueError(f"unknown table {name!r}")
 
 
+def write_paper_table(
+    name: str,
+    inputs: Mapping[str, Sequence[str]],
+    out_csv: str | Path,
+    pooling: str = "max2d",
+    bootstrap: Mapping[str, object] | None = None,
+) -> Table:
+    """Rule ``paper_table``: :func:`build_table` (``bootstrap``: the :class:`Bootstrap` settings,
+    none for no intervals) written as ``out_csv`` with its ``.md`` and ``.tex`` beside it
+    (:func:`write_table`); logs the Markdown and returns the table."""
+    boot = Bootstrap(**(bootstrap or {}))  # type: ignore[arg-type]
+    table = build_table(name, {key: list(files) for key, files in inputs.items()}, pooling=pooling, boot=boot)
+    write_table(table, Path(out_csv).with_suffix(""))
+    log.info("\n%s", to_markdown(table))
+    return table
+
+
 def timestamps_table(files: Sequence[str | Path], boot: Bootstrap = Bootstrap()) -> Table:
     """Word timestamp accuracy per model, language, map and method (ASR runs of the main split)."""
     table = Table(
@@ -375,7 +416,7 @@ def timestamps_table(files: Sequence[str | Path], boot: Bootstrap = Bootstrap())
     )  # fmt: skip
     for path in files:
         run = run_of(path)
-        df = pd.read_csv(path, sep="\t")
+        df = read_tsv(path)
         start = len(table.rows)
         groups = sorted(df.groupby(["map", "method"]), key=lambda kv: (map_sort_key(kv[0][0]), kv[0][1]))
         for (name, method), g in groups:

@@ -1,5 +1,6 @@
-"""Reading the study's result files: which run a path belongs to, correlation tables, the
-bootstrap settings of a cell."""
+"""Reading the study's result files: which run a path belongs to (:func:`run_of`), TSVs and
+correlation files, the order of the maps in a timestamps file; and the mean-r table cell of a set
+of per-utterance values with its optional bootstrap interval (:class:`Bootstrap`, :func:`r_cell`)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pandas as pd
 from caspes.analysis.bootstrap import bootstrap_ci
 from caspes.report.tables import Cell
 
-__all__ = ["Run", "run_of", "read_tsv", "Bootstrap", "r_cell", "read_correlations"]
+__all__ = ["Run", "run_of", "read_tsv", "Bootstrap", "r_cell", "read_correlations", "map_sort_key"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ def run_of(path: str | Path) -> Run:
 
 
 def read_tsv(path: str | Path) -> pd.DataFrame:
+    """A result TSV (header row, tab-separated)."""
     return pd.read_csv(path, sep="\t", keep_default_na=True)
 
 
@@ -77,5 +79,13 @@ def r_cell(values: np.ndarray | None, boot: Bootstrap = Bootstrap()) -> Cell:
 
 
 def read_correlations(path: str | Path) -> pd.DataFrame:
-    df = pd.read_csv(path, sep="\t", dtype={"layer": str, "head": str, "pooling": str})
-    return df
+    """A correlation file (rule ``correlate``), its layer, head and pooling columns as strings."""
+    return pd.read_csv(path, sep="\t", dtype={"layer": str, "head": str, "pooling": str})
+
+
+def map_sort_key(name: str) -> tuple[int, int]:
+    """Order of the maps of a timestamps file: ``CA l1``, ``CA l2``, ..., then ``CA all``, ``SM^X``,
+    ``SM^H``, then any other."""
+    if name.startswith("CA l"):
+        return (0, int(name[4:]))
+    return (1, ("CA all", "SM^X", "SM^H").index(name) if name in ("CA all", "SM^X", "SM^H") else 9)

@@ -1,4 +1,4 @@
-"""Table writer for the paper's Tables 1-6: CSV, GitHub Markdown and LaTeX (booktabs).
+"""Table writer for the paper's tables: CSV, GitHub Markdown and LaTeX (booktabs).
 
 A :class:`Table` is a header plus rows of :class:`Cell` objects (plain values are wrapped on
 the fly). Emphasis follows the paper: **bold** marks the best value, underline the best layer;
