@@ -73,6 +73,7 @@ from math import gcd
 from typing import Any
 
 import numpy as np
+from scipy.signal import firwin, resample_poly
 
 from caspes.data.synthetic.espeak_helper import (
     EV_PHONEME,
@@ -353,7 +354,6 @@ def _to_float_audio(samples: np.ndarray, rate: int, sample_rate: int) -> np.ndar
     """int16 ``samples`` at ``rate`` as float32 in [-1, 1] at ``sample_rate``."""
     if sample_rate == rate:
         return samples.astype(np.float32) / np.float32(32768.0)
-    from scipy.signal import resample_poly  # scipy only when resampling: slow to import
 
     g = gcd(sample_rate, rate)
     up, down = sample_rate // g, rate // g
@@ -370,7 +370,6 @@ def _to_float_audio(samples: np.ndarray, rate: int, sample_rate: int) -> np.ndar
 def _resampling_filter(up: int, down: int) -> np.ndarray:
     """The FIR filter :func:`scipy.signal.resample_poly` designs by default (Kaiser
     window, beta 5), computed once per ratio; passing it gives identical output."""
-    from scipy.signal import firwin  # scipy only when resampling: slow to import
 
     max_rate = max(up, down)
     taps = firwin(2 * 10 * max_rate + 1, 1.0 / max_rate, window=("kaiser", 5.0))

@@ -29,9 +29,11 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import json
 import os
 import re
+import signal
 import struct
 import subprocess
 import sys
@@ -398,7 +400,6 @@ def _close_child(child: tuple[int, int, int]) -> None:
 
 def _answer_one(engine: _Engine, request_fd: int, response_fd: int) -> None:
     """Body of a one-shot worker: serve one request in a pristine library state."""
-    import signal  # only forked workers set an alarm; imported where it is used
 
     try:
         request = _read_message(request_fd)[0]
@@ -471,7 +472,6 @@ def _zygote_main(library: str, data_path: str | None) -> None:
     one process without side effects: each selection queues an event that is only
     flushed by synthesising.)
     """
-    import gc  # only the zygote changes the collector's settings; imported where it is used
 
     out_fd = os.dup(1)
     os.dup2(2, 1)  # anything the C library prints to stdout goes to stderr instead
