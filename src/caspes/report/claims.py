@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from caspes.analysis.bootstrap import paired_bootstrap_pvalue
+from caspes.core.atomic import atomic_open, atomic_write_text
 from caspes.report.results import Bootstrap, read_correlations, run_of
 
 __all__ = [
@@ -140,12 +141,11 @@ def write_claims(
     returns the claims."""
     boot = Bootstrap(**bootstrap)  # type: ignore[arg-type]
     tests = paired_tests(correlations, pooling, boot) if boot.resamples else []
-    pd.DataFrame(tests, columns=["run", "map", "comparison", "difference", "p"]).to_csv(
-        tests_path, index=False
-    )
+    with atomic_open(tests_path, "w", newline="", encoding="utf-8") as f:
+        pd.DataFrame(tests, columns=["run", "map", "comparison", "difference", "p"]).to_csv(f, index=False)
     claims = claims_check({Path(t).stem: t for t in tables}, p_h, tests)
     text = claims_markdown(claims)
-    Path(claims_path).write_text(text, encoding="utf-8")
+    atomic_write_text(claims_path, text)
     log.info("\n%s", text)
     return claims
 
