@@ -170,7 +170,7 @@ def test_line_count_mismatch(tmp_path, originals):
 
 
 def test_malformed_segments_line(tmp_path, originals):
-    for i, bad in enumerate((f"{SPEECH_A} 1.0", f"{SPEECH_A} 1.0 abc", f"{SPEECH_A} 2.0 1.5")):
+    for i, bad in enumerate((f"{SPEECH_A} 1.0", f"{SPEECH_A} 1.0 abc", f"{SPEECH_A} -1.0 1.5", "")):
         root = tmp_path / f"r{i}"
         split = _release(root, originals)
         lines = (split.folder / "segments.lst").read_text().splitlines()
@@ -178,6 +178,59 @@ def test_malformed_segments_line(tmp_path, originals):
         _write(split.folder / "segments.lst", lines)
         with pytest.raises(DataError, match=r"segments\.lst:3"):
             _run(split, root)
+
+
+def test_zero_and_negative_length_segments_are_skipped(tmp_path, originals):
+    """start == end and end < start are counted skips naming segments.lst:line (errors under 'error')."""
+    segments = [
+        *SEGMENTS,
+        (SPEECH_B, 1.50, 1.50, "Nothing.", "Niente."),
+        (SPEECH_A, 2.90, 2.70, "Back.", "Indietro."),
+    ]
+    split = _release(tmp_path / "release", originals, segments=segments, speakers=None)
+    n, skips = _run(split, tmp_path)
+    assert n == 4
+    assert [(s.id, s.reason, s.source.rsplit("/", 1)[-1]) for s in skips.skips] == [
+        (f"{SPEECH_A}_3", "negative_segment", "segments.lst:6"),
+        (f"{SPEECH_B}_1", "empty_segment", "segments.lst:5"),
+    ]
+    written = read_skipped(tmp_path / "data" / "test.skipped.tsv")
+    assert sorted(s.reason for s in written) == ["empty_segment", "negative_segment"]
+    assert [r["id"] for r in read_manifest(tmp_path / "data" / "test.tsv")] == [
+        f"{SPEECH_A}_0", f"{SPEECH_A}_1", f"{SPEECH_B}_0", f"{SPEECH_A}_2",
+    ]  # fmt: skip
+    with pytest.raises(DataError, match=r"segments\.lst:6.*negative_segment"):
+        _run(split, tmp_path / "strict", UtterancePolicy(on_bad="error"))
+
+
+def test_trailing_blank_lines_are_ignored(tmp_path, originals):
+    """Blank lines at the end of segments.{lst,en,it} (also with CRLF) do not break the alignment."""
+    split = _release(tmp_path / "release", originals)
+    for name in ("segments.lst", "segments.en"):
+        path = split.folder / name
+        path.write_text(path.read_text() + "\n\n", encoding="utf-8")
+    path = split.folder / "segments.it"
+    path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n") + b"  \r\n")
+    n, skips = _run(split, tmp_path)
+    assert n == len(SEGMENTS) and not skips.skips
+    assert [r["tgt_text"] for r in read_manifest(tmp_path / "data" / "test.tsv")] == [s[4] for s in SEGMENTS]
+
+
+def test_empty_last_transcript_is_a_skip_not_a_trailing_line(tmp_path, originals):
+    """An empty transcript on the last aligned line is kept as a line (and skipped as empty_text)."""
+    split = _release(tmp_path / "release", originals)
+    _write(split.folder / "segments.en", [s[3] for s in SEGMENTS[:-1]] + [""])
+    n, skips = _run(split, tmp_path)
+    assert n == len(SEGMENTS) - 1
+    assert [(s.id, s.reason) for s in skips.skips] == [(f"{SPEECH_A}_2", "empty_text")]
+
+
+def test_blank_line_inside_segments_lst_is_an_error(tmp_path, originals):
+    split = _release(tmp_path / "release", originals)
+    lines = (split.folder / "segments.lst").read_text().splitlines()
+    _write(split.folder / "segments.lst", lines[:2] + [""] + lines[2:] + ["", ""])
+    with pytest.raises(DataError, match=r"segments\.lst:3: expected"):
+        _run(split, tmp_path)
 
 
 def test_missing_files_and_ffmpeg(tmp_path, originals):

@@ -18,6 +18,12 @@ Speakers: ``speakers.lst`` is used per segment when it has as many lines as segm
 per speech (through the speech ids of ``speeches.lst``) when it has as many lines as
 speeches.lst, and otherwise ignored with a warning. Without it (or for an empty line, or a
 speech missing from speeches.lst) the speaker is the speech id.
+
+Quirks of real releases: a segment that ends at or before its start is a counted skip
+(``empty_segment`` / ``negative_segment``, naming ``segments.lst:<line>``; an error under
+``on_bad_utterance: error``); blank lines at the end of ``segments.{lst,<src>,<tgt>}`` are ignored
+(a blank line inside ``segments.lst`` is an error naming its line; an empty transcript line is an
+``empty_text`` skip); CRLF line endings and a UTF-8 byte-order mark are accepted.
 """
 
 from __future__ import annotations
@@ -116,10 +122,24 @@ def _require_file(path: Path) -> Path:
     return path
 
 
+def _drop_trailing_blank(path: Path, lines: list[str], keep: int = 0) -> list[str]:
+    """``lines`` without the blank lines at the end of the file beyond the first ``keep`` lines
+    (an editor's extra newline; an empty last transcript of a line-aligned file is kept)."""
+    n = len(lines)
+    while n > keep and not lines[n - 1].strip():
+        n -= 1
+    if n < len(lines):
+        log.warning("%s: ignoring %d blank line(s) at the end of the file", path, len(lines) - n)
+    return lines[:n]
+
+
 def _parse_segments(path: Path) -> list[tuple[int, str, float, float]]:
-    """(line, speech id, start, end) for every line of segments.lst; DataError on a bad line."""
+    """(line, speech id, start, end) for every line of segments.lst; DataError on a bad line
+    (blank lines at the end of the file are ignored, a blank line elsewhere is an error).  A
+    segment that does not end after its start is returned as it is: the import counts it as a
+    skip (:func:`import_europarl_st`)."""
     out: list[tuple[int, str, float, float]] = []
-    for line_no, line in enumerate(_read_lines(path), start=1):
+    for line_no, line in enumerate(_drop_trailing_blank(path, _read_lines(path)), start=1):
         fields = line.split()
         if len(fields) != 3:
             raise DataError(
@@ -132,8 +152,6 @@ def _parse_segments(path: Path) -> list[tuple[int, str, float, float]]:
             raise DataError(f"{path}:{line_no}: start/end are not numbers: {line!r}") from None
         if not (np.isfinite(start) and np.isfinite(end)) or start < 0:
             raise DataError(f"{path}:{line_no}: bad times start={start_s} end={end_s}")
-        if end <= start:
-            raise DataError(f"{path}:{line_no}: end {end_s} s is not after start {start_s} s")
         if "/" in speech or "\\" in speech or speech in (".", ".."):
             raise DataError(f"{path}:{line_no}: speech id {speech!r} is not a plain file name")
         out.append((line_no, speech, start, end))
@@ -191,8 +209,8 @@ def _read_split(split: EuroparlSplit) -> tuple[Path, list[_Segment]]:
     tgt_path = _require_file(folder / f"segments.{split.tgt_lang}")
 
     entries = _parse_segments(lst)
-    src_lines = _read_lines(src_path)
-    tgt_lines = _read_lines(tgt_path)
+    src_lines = _drop_trailing_blank(src_path, _read_lines(src_path), keep=len(entries))
+    tgt_lines = _drop_trailing_blank(tgt_path, _read_lines(tgt_path), keep=len(entries))
     for path, lines in ((src_path, src_lines), (tgt_path, tgt_lines)):
         if len(lines) != len(entries):
             raise DataError(
@@ -207,6 +225,14 @@ def _read_split(split: EuroparlSplit) -> tuple[Path, list[_Segment]]:
         counters[speech] = k + 1
         segments.append(_Segment(line_no, speech, k, start, end, _clean_text(src), _clean_text(tgt), spk))
     return lst, segments
+
+
+def _check_times(seg: _Segment, source: str) -> Skip | None:
+    """A Skip for a segment of zero or negative length (end at or before start)."""
+    if seg.end > seg.start:
+        return None
+    reason = "empty_segment" if seg.end == seg.start else "negative_segment"
+    return Skip(seg.id, source, reason, f"segment {seg.start:g}-{seg.end:g} s ends at or before its start")
 
 
 def _find_ffmpeg(ffmpeg: str) -> str:
@@ -308,7 +334,9 @@ def import_europarl_st(
         todo: list[_Segment] = []
         for seg in segs:
             source = f"{lst}:{seg.line}"
-            skip = check_text(seg.id, {"src_text": seg.src_text, "tgt_text": seg.tgt_text}, source)
+            skip = _check_times(seg, source)
+            if skip is None:
+                skip = check_text(seg.id, {"src_text": seg.src_text, "tgt_text": seg.tgt_text}, source)
             if skip is None:
                 skip = check_duration(seg.id, seg.end - seg.start, policy, source)
             if skip is None:
