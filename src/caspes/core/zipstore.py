@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import mmap
 import zipfile
+import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -83,10 +84,42 @@ def read_archive_array(reference: str, manifest_path: str | Path) -> np.ndarray:
         if offset + length > len(mm):
             raise DataError(f"{zip_path}: byte range {offset}:{length} lies outside the archive")
         blob = mm[offset : offset + length]
+        name, crc = _local_header(mm, offset, zip_path)
+    if crc is not None and zlib.crc32(blob) != crc:
+        raise DataError(
+            f"{zip_path}: member {name!r} (bytes {offset}:{length}) is corrupt: its CRC-32 does not match "
+            "the archive's; recompute the features (delete the archive and rerun)"
+        )
     try:
         return np.load(io.BytesIO(blob), allow_pickle=False)
     except Exception as exc:
-        raise DataError(f"{zip_path}:{offset}:{length}: not a .npy array ({exc})") from exc
+        raise DataError(
+            f"{zip_path}: member {name!r} (bytes {offset}:{length}) is not a .npy array ({exc})"
+        ) from exc
+
+
+_LOCAL_HEADER = b"PK\x03\x04"
+
+
+def _local_header(mm: mmap.mmap, offset: int, zip_path: Path) -> tuple[str, int | None]:
+    """Name and CRC-32 of the stored zip member whose data starts at ``offset`` (None: the
+    archive keeps the CRC in a data descriptor after the data instead, so it is not checked).
+
+    The local file header (30 bytes, then the name and an extra field) ends where the data
+    starts; a reference that does not start right after one is not a member of the archive.
+    """
+    lo = max(0, offset - 30 - 0xFFFF - 0xFFFF)
+    start = mm.rfind(_LOCAL_HEADER, lo, max(offset - 26, 0))
+    while start >= 0:
+        header = mm[start : start + 30]
+        name_len = int.from_bytes(header[26:28], "little")
+        extra_len = int.from_bytes(header[28:30], "little")
+        if start + 30 + name_len + extra_len == offset:
+            name = mm[start + 30 : start + 30 + name_len].decode("utf-8", "replace")
+            flags = int.from_bytes(header[6:8], "little")
+            return name, None if flags & 0x08 else int.from_bytes(header[14:18], "little")
+        start = mm.rfind(_LOCAL_HEADER, lo, start)
+    raise DataError(f"{zip_path}: byte offset {offset} is not the start of a member of the archive")
 
 
 _DATE = (1980, 1, 1, 0, 0, 0)
@@ -137,13 +170,17 @@ class RecordArchiveWriter(AtomicZipWriter):
 
     def add(self, uid: str, arrays: Mapping[str, np.ndarray]) -> None:
         """Add the record of utterance ``uid`` (``arrays`` has exactly the schema's fields)."""
+        self.add_raw(uid, self.encode(uid, arrays))
+
+    def encode(self, uid: str, arrays: Mapping[str, np.ndarray]) -> bytes:
+        """The member :meth:`add` writes for ``uid`` (``arrays`` has exactly the schema's fields)."""
         check_uid(uid)
         missing = [f for f in self.fields[1:] if f not in arrays]
         extra = sorted(set(arrays) - set(self.fields))
         if missing or extra:
             raise ValueError(f"{self.path}: record '{uid}' lacks fields {missing} / has unknown {extra}")
         record = {"id": np.array(uid, dtype=np.str_), **{k: np.asarray(v) for k, v in arrays.items()}}
-        self.add_raw(uid, npz_bytes(record, self.fields))
+        return npz_bytes(record, self.fields)
 
     def add_raw(self, uid: str, blob: bytes) -> None:
         """Add an already encoded member (used to concatenate shards without re-encoding)."""
@@ -195,8 +232,15 @@ class RecordArchive(Mapping[str, dict[str, np.ndarray]]):
         return uid in self._members
 
     def raw(self, uid: str) -> bytes:
-        """The encoded member of ``uid`` (see :meth:`RecordArchiveWriter.add_raw`)."""
-        return self._zip.read(self._members[uid])
+        """The encoded member of ``uid`` (see :meth:`RecordArchiveWriter.add_raw`); its CRC-32 is
+        checked, and a corrupt member is a DataError naming the archive and the member."""
+        info = self._members[uid]  # KeyError for an unknown id
+        try:
+            return self._zip.read(info)
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+            raise DataError(
+                f"{self.path}: member {info.filename!r} of this {self.kind} is corrupt ({exc})"
+            ) from exc
 
     def __getitem__(self, uid: str) -> dict[str, np.ndarray]:
         blob = self.raw(uid)  # KeyError for an unknown id
@@ -204,7 +248,9 @@ class RecordArchive(Mapping[str, dict[str, np.ndarray]]):
             with np.load(io.BytesIO(blob), allow_pickle=False) as z:
                 data = {name: z[name] for name in z.files}
         except Exception as exc:
-            raise DataError(f"{self.path}: unreadable record '{uid}' ({exc})") from exc
+            raise DataError(
+                f"{self.path}: member '{uid}.npz' of this {self.kind} is unreadable ({exc})"
+            ) from exc
         missing = [f for f in self.fields if f not in data]
         if missing or str(data["id"]) != uid:
             raise DataError(f"{self.path}: record '{uid}' is inconsistent (missing fields {missing})")

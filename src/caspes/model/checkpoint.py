@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import pickle
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from torch import Tensor
 
 from caspes import __version__
 from caspes.core.atomic import atomic_open
+from caspes.core.manifest import DataError
 from caspes.model import ModelDimensions, S2TModel
 
 __all__ = ["save_checkpoint", "load_checkpoint", "load_model", "average_checkpoints"]
@@ -38,7 +40,13 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device | None = 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint not found")
-    ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise DataError(
+            f"{path}: unreadable checkpoint ({path.stat().st_size} bytes; truncated or corrupt?): {reason}"
+        ) from exc
     if not isinstance(ckpt, dict) or "dims" not in ckpt or "model" not in ckpt:
         raise ValueError(f"{path}: not a caspes checkpoint (needs 'dims' and 'model')")
     return ckpt
