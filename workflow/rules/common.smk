@@ -1,5 +1,6 @@
 # Config validation, wildcard constraints and input functions. No rules here.
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -9,6 +10,10 @@ SRC = str(Path(workflow.basedir) / "src")
 sys.path.insert(0, SRC)
 from caspes.core.config import SCHEMA_PATH, check_config  # noqa: E402
 from caspes.core.runlog import export_source_path  # noqa: E402
+from caspes.decode.options import decoding_result_settings  # noqa: E402
+from caspes.explain.segment import SegmentationOptions  # noqa: E402
+from caspes.explain.spes import OcclusionOptions  # noqa: E402
+from caspes.train.config import split_runtime, stage_settings  # noqa: E402
 
 validate(config, str(SCHEMA_PATH))
 
@@ -170,14 +175,15 @@ def get_model_dims(wildcards):
     return dict(MODELS[wildcards.model]["dims"])
 
 
+# Params hold only what changes a rule's outputs (Snakemake reruns a job whose params change): each
+# is built from the option object its package function takes. Device, threads, logging and how the
+# work is split into jobs are read by the scripts from the config at run time (README: "What reruns what").
+
+
 def get_train_settings(wildcards):
-    """TrainConfig fields of one stage: shared 'training' settings, the stage's overrides, seed, stage."""
-    return {
-        **config["training"],
-        **MODELS[wildcards.model]["stages"][wildcards.stage],
-        "seed": config["seed"],
-        "stage": wildcards.stage,
-    }
+    """TrainConfig fields of one stage that shape the model (defaults filled in; no device,
+    thread or logging keys): 'training', the stage's overrides, seed, stage."""
+    return split_runtime(stage_settings(config, wildcards.model, wildcards.stage))[0]
 
 
 def get_train_priority(wildcards):
@@ -294,16 +300,27 @@ def get_occlusion_settings(kind):
     def get(wildcards):
         section = EXPLAIN[kind]
         p = section["p"] if kind == "input" else float(wildcards.p_h)
-        return {
-            "n_masks": section["n_masks"],
-            "p": p,
-            "seed": config["seed"],
-            "batch_size": EXPLAIN["batch_size"],
-            "batch_frames": EXPLAIN["batch_frames"],
-            "autocast_bf16": EXPLAIN["bf16"],
-        }
+        options = OcclusionOptions(
+            n_masks=section["n_masks"],
+            p=p,
+            seed=config["seed"],
+            batch_size=EXPLAIN["batch_size"],
+            batch_frames=EXPLAIN["batch_frames"],
+            autocast_bf16=EXPLAIN["bf16"],
+        )
+        return dataclasses.asdict(options)
 
     return get
+
+
+#: Params of the decode rule: DecodingOptions, the batch size and COMET (not the splits or device).
+DECODE_SETTINGS = decoding_result_settings(
+    config["decoding"], extra=("batch_frames", "comet_checkpoint")
+)
+#: Params of the deletion rule: the DecodingOptions of its re-decoding.
+DELETION_DECODING = decoding_result_settings(config["decoding"])
+#: Params of segment_spectrograms: the SLIC settings of explain.input (not n_masks or p).
+SEGMENTATION = SegmentationOptions.from_config(EXPLAIN["input"]).asdict()
 
 
 # --------------------------------------------------------------------------- analysis and paper

@@ -23,7 +23,7 @@ rule decode:
         runtime=120,
     params:
         task=get_task,
-        options=config["decoding"],
+        options=DECODE_SETTINGS,
     script:
         "../scripts/decode.py"
 

@@ -23,7 +23,7 @@ rule segment_spectrograms:
         mem_mb=2000,
         runtime=60,
     params:
-        options=EXPLAIN["input"],
+        options=SEGMENTATION,
         max_utterances=EXPLAIN["max_utterances"],
     script:
         "../scripts/segment_spectrograms.py"
@@ -53,7 +53,6 @@ rule explain_input:
         kind="input",
         options=get_occlusion_settings("input"),
         max_utterances=EXPLAIN["max_utterances"],
-        device=EXPLAIN["device"],
     script:
         "../scripts/explain.py"
 
@@ -81,7 +80,6 @@ rule explain_encoder:
         kind="encoder",
         options=get_occlusion_settings("encoder"),
         max_utterances=EXPLAIN["max_utterances"],
-        device=EXPLAIN["device"],
     script:
         "../scripts/explain.py"
 
@@ -129,9 +127,8 @@ rule deletion:
         runtime=240,
     params:
         task=get_task,
-        decoding=config["decoding"],
+        decoding=DELETION_DECODING,
         settings=EXPLAIN["deletion"],
-        device=EXPLAIN["device"],
         max_utterances=EXPLAIN["max_utterances"],
     script:
         "../scripts/deletion.py"

@@ -13,7 +13,7 @@ decode_split_to_files(
     snakemake.input.tokenizer,
     snakemake.input.manifest,
     snakemake.params.task,
-    snakemake.params.options,
+    {**snakemake.params.options, "device": snakemake.config["decoding"]["device"]},  # device: not a param
     snakemake.output.hyps,
     snakemake.output.xattn,
     snakemake.output.quality,

@@ -22,5 +22,5 @@ deletion_to_files(
     p.max_utterances,
     snakemake.output.curve,
     snakemake.output.hyps,
-    device=p.device,
+    device=snakemake.config["explain"]["device"],  # not a param: a device change reruns nothing
 )

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["DecodingOptions", "max_target_length", "WORKFLOW_KEYS", "split_decoding_settings"]
+__all__ = [
+    "DecodingOptions",
+    "max_target_length",
+    "WORKFLOW_KEYS",
+    "RUNTIME_KEYS",
+    "split_decoding_settings",
+    "decoding_result_settings",
+]
 
 
 @dataclass(frozen=True)
@@ -57,3 +64,19 @@ def split_decoding_settings(settings: Mapping[str, Any]) -> tuple[DecodingOption
     ``batch_frames``, ``comet_checkpoint``, ``device``)."""
     options = DecodingOptions(**{k: v for k, v in settings.items() if k not in WORKFLOW_KEYS})
     return options, {k: settings[k] for k in WORKFLOW_KEYS if k in settings}
+
+
+#: Keys of the ``decoding`` block that never change an output: which splits are decoded (each is a
+#: job of its own, so adding one adds jobs) and the device.
+RUNTIME_KEYS = ("splits", "device")
+
+
+def decoding_result_settings(settings: Mapping[str, Any], extra: Sequence[str] = ()) -> dict[str, Any]:
+    """What of the config's ``decoding`` block shapes a decoding: every :class:`DecodingOptions`
+    field (defaults filled in), plus the workflow keys named in ``extra`` (the decode rule adds
+    ``batch_frames`` and ``comet_checkpoint``).  A rule's params are this, never the whole block."""
+    options, other = split_decoding_settings(settings)
+    unknown = [k for k in extra if k in RUNTIME_KEYS or k not in WORKFLOW_KEYS]
+    if unknown:
+        raise ValueError(f"not result-shaping workflow keys of 'decoding': {unknown}")
+    return {**asdict(options), **{k: other[k] for k in extra}}

@@ -16,6 +16,7 @@ Labels are stored 0-based (skimage's ``start_label=1`` minus one) as int32 (T, F
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -55,6 +56,16 @@ class SegmentationOptions:
     compactness: float = 0.1
     sigma: float = 0.0
     max_iter: int = 10
+
+    @classmethod
+    def from_config(cls, section: Mapping[str, Any]) -> SegmentationOptions:
+        """The SLIC settings of the config's ``explain.input`` block (its other keys are ignored)."""
+        keys = ("base_segments", "threshold_frames", "reference_frames", "compactness", "sigma", "max_iter")
+        return cls(**{k: section[k] for k in keys if k in section})
+
+    def asdict(self) -> dict[str, Any]:
+        """Plain dict (``base_segments`` as a list), accepted by :meth:`from_config`."""
+        return {**dataclasses.asdict(self), "base_segments": list(self.base_segments)}
 
     def __post_init__(self) -> None:
         base = tuple(int(b) for b in self.base_segments)
@@ -183,13 +194,7 @@ def segment_manifest(
 ) -> dict[str, float]:
     """Segment the explained utterances of a feature manifest (:func:`select_ids`; utterance CMVN
     applied on load, as decoded) with the config's ``explain.segmentation`` settings."""
-    options = SegmentationOptions(
-        base_segments=tuple(options["base_segments"]),
-        threshold_frames=options["threshold_frames"],
-        reference_frames=options["reference_frames"],
-        compactness=options["compactness"],
-        sigma=options["sigma"],
-    )
+    options = SegmentationOptions.from_config(options)
     reader = FeatureReader(manifest)
     ids = select_ids([r["id"] for r in reader.rows], max_utterances)
     log.info("segmenting %d of %d utterances with %s", len(ids), len(reader), options)

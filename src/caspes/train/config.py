@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-__all__ = ["SPECAUGMENT_POLICIES", "TrainConfig", "lr_at_step", "make_scheduler"]
+__all__ = [
+    "SPECAUGMENT_POLICIES",
+    "RUNTIME_FIELDS",
+    "TrainConfig",
+    "stage_settings",
+    "split_runtime",
+    "lr_at_step",
+    "make_scheduler",
+]
 
 #: fairseq's SpecAugment policies (Park et al. 2019), as ``TrainConfig`` fields.
 SPECAUGMENT_POLICIES: dict[str, dict[str, Any]] = {
@@ -31,6 +40,12 @@ SPECAUGMENT_POLICIES: dict[str, dict[str, Any]] = {
 
 
 _STAGES = ("asr", "asr_st")
+
+
+#: TrainConfig fields that never change a trained model: where it runs, with how many threads, and
+#: how often it logs.  The workflow leaves them out of the params of ``train_model`` (Snakemake
+#: reruns a job whose params change) and its script reads them from the config at run time.
+RUNTIME_FIELDS = ("device", "num_threads", "log_every")
 
 
 _SCHEDULES = ("noam", "constant")
@@ -171,7 +186,7 @@ class TrainConfig:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
         """Build from a (workflow config) mapping; unknown keys raise ValueError.
 
         A ``specaugment_policy`` key (``"lb"`` or ``"ld"``) fills the SpecAugment fields
@@ -191,6 +206,26 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown TrainConfig fields: {sorted(unknown)}")
         return cls(**data)
+
+
+def stage_settings(config: Mapping[str, Any], model: str, stage: str) -> dict[str, Any]:
+    """TrainConfig fields of one training stage of the workflow config: the shared ``training``
+    settings, the stage's overrides (``models.<model>.stages.<stage>``), the top-level seed, the stage."""
+    return {
+        **config["training"],
+        **config["models"][model]["stages"][stage],
+        "seed": config["seed"],
+        "stage": stage,
+    }
+
+
+def split_runtime(settings: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``settings`` as (every field that shapes the trained model, defaults filled in by
+    :class:`TrainConfig`; the :data:`RUNTIME_FIELDS` that were given).  The first is what the
+    rule's params hold, so a changed default of such a field also retrains."""
+    full = TrainConfig.from_dict(settings).asdict()
+    result = {k: v for k, v in full.items() if k not in RUNTIME_FIELDS}
+    return result, {k: settings[k] for k in RUNTIME_FIELDS if k in settings}
 
 
 def lr_at_step(step: int, config: TrainConfig) -> float:
