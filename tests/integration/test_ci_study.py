@@ -1,13 +1,17 @@
 """Runs the configs/ci.yaml study (every stage, up to the paper's tables) through Snakemake in a temporary folder."""
 
 import hashlib
+import os
 import shutil
 import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from caspes.core.manifest import read_manifest, read_skipped
 from caspes.features import FeatureReader
@@ -17,7 +21,9 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
 
 
-def _snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+def _snakemake(
+    workdir: Path, *args: str, overlays: tuple[Path, ...] = (), env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     # Targets and flags go before --configfile, which takes every following word as a file.
     cmd = [
         "snakemake",
@@ -30,8 +36,9 @@ def _snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
         *args,
         "--configfile",
         str(ROOT / "configs" / "ci.yaml"),
+        *map(str, overlays),
     ]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -242,6 +249,99 @@ def test_lost_shard_reruns_alone(data_run):
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert shard.read_bytes() == before  # same seed, same maps
     assert other.stat().st_mtime_ns == other_mtime
+
+
+sys.path.insert(0, str(ROOT / "tools"))
+from rerun_plan import OVERLAYS, planned_jobs  # noqa: E402
+
+_DOWNSTREAM_OF_SMX = {  # consumers of the SM^X stores of every run (10 stores, 2 shards each)
+    "explain_input": 20, "gather_saliency": 10, "size": 10, "correlate": 10, "deletion": 14,
+    "timestamps": 5, "paper_table": 6, "paper_figure": 3, "claims_check": 1, "explanation_table": 1,
+}  # fmt: skip
+_BASE_AND_CONSUMERS = {  # the base model retrained: its two runs (en-en dev, test) and everything after
+    "train_model": 1, "average_checkpoints": 1, "evaluate_greedy": 1, "decode": 2, "quality_table": 1,
+    "explain_input": 4, "explain_encoder": 12, "gather_saliency": 8, "size": 4, "correlate": 8,
+    "deletion": 13, "timestamps": 1, "paper_table": 7, "paper_figure": 3, "claims_check": 1,
+    "explanation_table": 1,
+}  # fmt: skip
+_SHARDS_3 = {  # new shard names (i-of-3): every shard job and, downstream of the rewritten stores, the rest
+    "explain_input": 30, "explain_encoder": 42, "gather_saliency": 24, "size": 20, "correlate": 24,
+    "deletion": 28, "timestamps": 5, "paper_table": 8, "paper_figure": 4, "claims_check": 1,
+    "explanation_table": 1,
+}  # fmt: skip
+#: The jobs each config change of tools/rerun_plan.py must schedule after a finished study.
+EXPECTED_PLANS = {
+    "nothing": {},
+    "training.log_every: 7": {},
+    "training.device: cpu": {},
+    "decoding.device / explain.device: cpu": {},
+    "decoding.splits += train": {"decode": 9, "quality_table": 1},
+    "models.base.stages.asr.max_steps: 12": _BASE_AND_CONSUMERS,
+    "explain.input.n_masks: 40": _DOWNSTREAM_OF_SMX,
+    "explain.shards: 3": _SHARDS_3,
+}
+
+
+@pytest.mark.parametrize("name", [name for name, _ in OVERLAYS])
+def test_config_change_reruns_exactly_its_consumers(data_run, name):
+    overlay = dict(OVERLAYS)[name]
+    counts = planned_jobs(data_run, overlay, ROOT / "Snakefile", ROOT / "configs" / "ci.yaml")
+    counts.pop("all", None)
+    assert counts == EXPECTED_PLANS[name]
+
+
+def _copy_study(data_run: Path, dest: Path) -> Path:
+    """A copy of the finished study (mtimes and Snakemake's metadata kept) to break things in."""
+    shutil.copytree(data_run, dest, symlinks=True, ignore=shutil.ignore_patterns("locks"))
+    return dest
+
+
+def test_killed_shard_resumes_and_shard_count_change_recomputes_nothing(data_run, tmp_path):
+    """SIGKILL after one utterance; the rerun takes it from the partial store, computes the other
+    and writes the same bytes. Then three shards instead of two recompute no map at all."""
+    work = _copy_study(data_run, tmp_path / "study")
+    run = work / "results" / "base" / "en-en" / "test" / "saliency"
+    shard = run / "smx.shards" / "1-of-2.zip"
+    reference = (data_run / shard.relative_to(work)).read_bytes()
+    with zipfile.ZipFile(shard) as zf:
+        mine = [n[: -len(".npz")] for n in zf.namelist()]
+    assert len(mine) == 2
+    (key,) = list((run / "smx.partial").iterdir())
+    for path in key.iterdir():  # as if this shard had never run
+        if path.name.split(".")[0] in mine:
+            path.unlink()
+    log = work / "logs" / "explain_input" / "base" / "en-en" / "test" / "1-of-2.log"
+    log.write_text("")
+    target = str(shard.relative_to(work))
+    env = {**os.environ, "CASPES_TEST_KILL_AFTER": f"1:{tmp_path / 'killed'}"}
+    killed = _snakemake(work, target, "--forcerun", "explain_input", env=env)
+    assert killed.returncode != 0 and (tmp_path / "killed").exists()
+    assert not shard.exists()  # Snakemake removed the failed job's output; the partial store stays
+    assert list(shard.parent.glob(".1-of-2.zip.*.tmp"))  # the killed writer's temporary file
+    assert [p.name.split(".")[0] for p in key.iterdir() if p.name.split(".")[0] in mine] == [mine[0]]
+    first = log.read_text()
+    assert "killing this job after 1 computed utterances" in first
+    assert f"{mine[0]}: I=" in first and f"{mine[1]}: I=" not in first
+
+    resumed = _snakemake(work, target)
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    second = log.read_text()  # Snakemake starts a job's log afresh: this is the second attempt's
+    assert "killing this job" not in second
+    assert f"{mine[0]}: finished by an earlier attempt" in second
+    assert f"{mine[0]}: I=" not in second and f"{mine[1]}: I=" in second  # only the other one computed
+    assert "resumed: 1 of 2 utterances were finished by an earlier attempt, 1 computed now" in second
+    assert shard.read_bytes() == reference
+    assert not list(shard.parent.glob(".*.tmp"))  # removed by the second attempt
+
+    overlay = tmp_path / "shards3.yaml"
+    overlay.write_text(yaml.safe_dump({"explain": {"shards": 3}}))
+    gathered = run / "smx.zip"
+    proc = _snakemake(work, str(gathered.relative_to(work)), overlays=(overlay,))
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    for k in (1, 2, 3):
+        text = (log.parent / f"{k}-of-3.log").read_text()
+        assert "resumed: 1 of 1 utterances" in text and ": I=" not in text, text[-2000:]
+    assert gathered.read_bytes() == (data_run / gathered.relative_to(work)).read_bytes()
 
 
 def test_paper_outputs_and_report(data_run):

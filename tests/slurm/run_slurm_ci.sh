@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs the configs/ci.yaml study through a real single-node SLURM (Debian's slurm-wlm + munge,
-# started by hand, no systemd) with profiles/slurm, checks that its tables equal a local run's, then
-# checks that a lost job is the only one resubmitted, and stops every daemon it started.
+# started by hand, no systemd) with profiles/slurm, with one saliency shard killed (SIGKILL) after
+# its first utterance on its first attempt: SLURM must resubmit it (the profile's retries), the second
+# attempt must resume from the partial store, and the tables must equal a local run's. Then checks
+# that a lost job is the only one resubmitted, and stops every daemon it started.
 #
 #   sudo bash tests/slurm/run_slurm_ci.sh [WORKDIR]      (as root; about 10-20 minutes on 2 cores)
 #
@@ -121,7 +123,10 @@ run_slurm() {
 poller=$!
 log "study through SLURM in $WORK/slurm"
 start=$SECONDS
-run_slurm > "$WORK/slurm.log" 2>&1 || { tail -50 "$WORK/slurm.log"; kill $poller; exit 1; }
+# Test-only fault injection (caspes.explain.shards.KILL_SWITCH): the first shard job to finish one
+# utterance kills itself; the marker file makes it happen once.
+CASPES_TEST_KILL_AFTER="1:$WORK/killed-once" run_slurm > "$WORK/slurm.log" 2>&1 \
+  || { tail -50 "$WORK/slurm.log"; kill $poller; exit 1; }
 slurm_seconds=$((SECONDS - start))
 kill $poller 2>/dev/null || true
 log "SLURM run finished in ${slurm_seconds}s; jobs it ran (squeue -t all):"
@@ -133,6 +138,17 @@ snakemake -s "$ROOT/Snakefile" -d "$WORK/local" --cores "$cpus" --configfile "$R
   > "$WORK/local.log" 2>&1 || { tail -50 "$WORK/local.log"; exit 1; }
 
 status=0
+log "the injected failure and its resubmission (retries):"
+# Snakemake starts a job's log afresh for each attempt: the second attempt's log says what it resumed.
+resumed_log=$(grep -rl "resumed: 1 of" "$WORK/slurm/logs/explain_input" "$WORK/slurm/logs/explain_encoder" | head -1 || true)
+if [[ -f $WORK/killed-once && -n $resumed_log ]] && grep -q "Trying to restart job" "$WORK/slurm.log"; then
+  grep -E "^Error in rule|Trying to restart job" "$WORK/slurm.log" | head -4
+  grep -E "finished by an earlier attempt|resumed:" "$resumed_log" | cut -c1-160
+  echo "retries: the killed shard was resubmitted by SLURM and resumed ($resumed_log)"
+else
+  echo "retries: no killed-and-resubmitted shard found (marker $WORK/killed-once, log '$resumed_log')"
+  status=1
+fi
 # Same seed, same results: every table equal, except the measured seconds-per-utterance columns.
 python3 - "$WORK" <<'PY' || status=1
 import sys

@@ -14,6 +14,8 @@ from tinymodels import one_thread, tiny_model  # noqa: F401 - one_thread is a fi
 from caspes.core.manifest import DataError, write_manifest
 from caspes.core.zipstore import RecordArchive, RecordArchiveWriter
 from caspes.decode.xattn import CrossAttentionStoreWriter, decoder_io, row_roles
+from caspes.explain import shards as shards_module
+from caspes.explain.resume import inputs_digest, partial_root, run_key
 from caspes.explain.segment import SegmentationOptions, SegmentationStore, write_segmentations
 from caspes.explain.selection import select_ids, shard_ids
 from caspes.explain.shards import explain_shard, gather_shards
@@ -338,3 +340,71 @@ def test_explain_shard_errors(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=setup["ids"][1]):
         explain_shard("input", out_path=tmp_path / "o.zip", segments_path=tmp_path / "partial.zip", **common)  # type: ignore[arg-type]
     assert not (tmp_path / "o.zip").exists()
+
+
+# --------------------------------------------------------------------------- resume
+@pytest.mark.parametrize("kind", ["input", "encoder"])
+def test_shard_resumes_from_its_partial_store(tmp_path: Path, kind: str, monkeypatch) -> None:
+    """A rerun takes the utterances an earlier attempt finished from the partial store, computes
+    the others, and writes a shard store byte-identical to an uninterrupted run's."""
+    setup = _setup_split(tmp_path)
+    opts = OcclusionOptions(n_masks=12, p=0.5 if kind == "input" else 0.7, seed=4, batch_size=5)
+    segments = setup["segments"] if kind == "input" else None
+    partial = tmp_path / "smx.partial"
+
+    def run(out: Path, options: OcclusionOptions = opts) -> dict:
+        return explain_shard(kind, setup["ckpt"], setup["features"], setup["xattn"], out, options,
+                             segments_path=segments, device="cpu", progress=False, resume_dir=partial)  # fmt: skip
+
+    plain = tmp_path / "plain.zip"
+    explain_shard(kind, setup["ckpt"], setup["features"], setup["xattn"], plain, opts,
+                  segments_path=segments, device="cpu", progress=False)  # fmt: skip
+    assert run(tmp_path / "first.zip")["resumed"] == 0
+    assert (tmp_path / "first.zip").read_bytes() == plain.read_bytes()
+    (key,) = [d for d in partial.iterdir()]
+    kept = sorted(key.iterdir())
+    assert len(kept) == 5
+    for path in kept[2:]:  # as if the job had been killed after its first two utterances
+        path.unlink()
+    computed: list[str] = []
+    real = shards_module.explain_input if kind == "input" else shards_module.explain_encoder
+
+    def counting(model, feats, dec, *rest):
+        computed.append(rest[-1])
+        return real(model, feats, dec, *rest)
+
+    monkeypatch.setattr(shards_module, "explain_input" if kind == "input" else "explain_encoder", counting)
+    summary = run(tmp_path / "second.zip")
+    assert summary["resumed"] == 2 and len(computed) == 3
+    assert not {p.name.split(".")[0] for p in kept[:2]} & set(computed)
+    assert (tmp_path / "second.zip").read_bytes() == plain.read_bytes()
+
+    # a damaged kept file is recomputed, not trusted
+    victim = sorted(key.iterdir())[0]
+    victim.write_bytes(b"garbage")
+    computed.clear()
+    assert run(tmp_path / "third.zip")["resumed"] == 4 and len(computed) == 1
+    assert (tmp_path / "third.zip").read_bytes() == plain.read_bytes()
+
+    # other settings: a new key, nothing reused, the stale folder removed
+    computed.clear()
+    assert run(tmp_path / "other.zip", dataclasses.replace(opts, n_masks=10))["resumed"] == 0
+    assert len(computed) == 5 and not key.exists() and len(list(partial.iterdir())) == 1
+
+
+def test_run_key_and_inputs_digest_change_with_what_makes_a_map(tmp_path: Path) -> None:
+    setup = _setup_split(tmp_path, n_utts=1)
+    opts = OcclusionOptions(n_masks=12, seed=4)
+    key = run_key("encoder", opts, setup["ckpt"], torch.device("cpu"))
+    assert key == run_key("encoder", opts, setup["ckpt"], torch.device("cpu"))
+    assert key != run_key("input", opts, setup["ckpt"], torch.device("cpu"))
+    assert key != run_key("encoder", dataclasses.replace(opts, seed=5), setup["ckpt"], torch.device("cpu"))
+    other = tmp_path / "other.pt"
+    other.write_bytes(Path(setup["ckpt"]).read_bytes() + b"\0")
+    assert key != run_key("encoder", opts, other, torch.device("cpu"))
+    feats = np.zeros((5, 3), dtype=np.float32)
+    d = inputs_digest(feats, [1, 2])
+    assert d == inputs_digest(feats.copy(), [1, 2])
+    assert d != inputs_digest(feats + 1e-6, [1, 2]) and d != inputs_digest(feats, [1, 3])
+    assert d != inputs_digest(feats, [1, 2], [np.zeros((5, 3), dtype=np.int32)])
+    assert partial_root("r/saliency/smx.shards/1-of-2.zip") == Path("r/saliency/smx.partial")

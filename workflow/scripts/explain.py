@@ -19,5 +19,5 @@ explain_shard_to_files(
     snakemake.wildcards.scatteritem,
     max_utterances=snakemake.params.max_utterances,
     segments_path=snakemake.input.get("segments"),
-    device=snakemake.params.device,
+    device=snakemake.config["explain"]["device"],  # not a param: a device change reruns nothing
 )

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import signal
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -20,6 +22,7 @@ from caspes.core.manifest import DataError
 from caspes.core.tsv import write_tsv
 from caspes.core.zipstore import RecordArchive, RecordArchiveWriter
 from caspes.decode.xattn import CrossAttentionStore
+from caspes.explain.resume import PartialStore, inputs_digest, partial_root, run_key
 from caspes.explain.segment import SegmentationStore
 from caspes.explain.selection import select_ids, shard_ids
 from caspes.explain.spes import OcclusionOptions, explain_encoder, explain_input
@@ -46,8 +49,13 @@ def explain_shard(
     segments_path: str | Path | None = None,
     device: str = "auto",
     progress: bool = True,
+    resume_dir: str | Path | None = None,
 ) -> dict[str, float]:
     """Compute SM^X (``kind="input"``) or SM^H (``"encoder"``) for one shard of a split.
+
+    With ``resume_dir`` (a ``<map>.partial`` folder, :mod:`caspes.explain.resume`) every finished
+    utterance is kept there as soon as it is done, and utterances an earlier attempt finished with
+    the same settings, inputs and code are taken from it instead of recomputed.
 
     Args:
         kind: ``"input"`` or ``"encoder"``.
@@ -60,9 +68,10 @@ def explain_shard(
         max_utterances: explain only the first this many utterances (None: all).
         segments_path: segmentation store (SM^X only).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``...
+        resume_dir: partial store folder (None: no resume).
 
     Returns:
-        Summary: utterances, seconds per utterance, masks, batch size.
+        Summary: utterances, how many were resumed, seconds per utterance, masks, batch size.
     """
 
     if kind not in KINDS:
@@ -80,9 +89,17 @@ def explain_shard(
         "%s saliency: shard %d of %d, %d of the %d selected utterances (%d decoded) on %s, %s",
         kind, shard[0] + 1, shard[1], len(mine), len(chosen), len(xattn), dev, options,
     )  # fmt: skip
+    for stale in Path(out_path).parent.glob(f".{Path(out_path).name}.*.tmp"):
+        log.info("removing %s, left by a killed attempt", stale)  # its finished maps are in the partial store
+        stale.unlink(missing_ok=True)
+    partial = None
+    if resume_dir is not None:
+        partial = PartialStore(resume_dir, run_key(kind, options, checkpoint, dev))
+        log.info("finished utterances are kept in %s (resume after a killed job)", partial.folder)
     start = time.perf_counter()
     masks = 0
     batch = 0
+    resumed = computed = 0
     with xattn, segments or contextlib.nullcontext(), SaliencyStoreWriter(out_path) as writer:
         for uid in tqdm(
             mine, desc=f"SM^{'X' if kind == 'input' else 'H'}", disable=not progress, mininterval=5
@@ -91,17 +108,27 @@ def explain_shard(
                 raise DataError(f"{manifest}: utterance '{uid}' of {xattn_path} is not in the manifest")
             rec = xattn[uid]
             feats = reader[uid]
-            t0 = time.perf_counter()
+            levels: list = []
             if kind == "input":
                 assert segments is not None
                 if uid not in segments:
                     raise DataError(f"{segments_path}: no segmentation of '{uid}'")
-                res = explain_input(model, feats, rec.decoder_input, segments.levels(uid), options, uid)
+                levels = segments.levels(uid)
+            digest = inputs_digest(feats, rec.decoder_input, levels) if partial else ""
+            blob = partial.get(uid, digest) if partial else None
+            if blob is not None:
+                log.info("%s: finished by an earlier attempt, taken from %s", uid, partial.folder)  # type: ignore[union-attr]
+                writer.add_raw(uid, blob)
+                resumed += 1
+                continue
+            t0 = time.perf_counter()
+            if kind == "input":
+                res = explain_input(model, feats, rec.decoder_input, levels, options, uid)
             else:
                 res = explain_encoder(model, feats, rec.decoder_input, options, uid)
             log.info("%s: I=%d, shape %s, %d masks in %.2fs", uid, len(rec.target_ids), res.saliency.shape[1:],
                      res.n_masks, time.perf_counter() - t0)  # fmt: skip
-            writer.add_record(
+            blob = writer.encode_record(
                 SaliencyRecord(
                     id=uid,
                     saliency=res.saliency,
@@ -116,18 +143,51 @@ def explain_shard(
                     seed=options.seed,
                 )
             )
+            if partial is not None:
+                partial.put(uid, digest, blob)
+            writer.add_raw(uid, blob)
             masks += res.n_masks
             batch = max(batch, res.batch_size)
+            computed += 1
+            _injected_kill(computed)
     seconds = time.perf_counter() - start
+    if resumed:
+        log.info("resumed: %d of %d utterances were finished by an earlier attempt, %d computed now",
+                 resumed, len(mine), len(mine) - resumed)  # fmt: skip
     summary = {
         "utterances": len(mine),
+        "resumed": resumed,
         "seconds": round(seconds, 2),
-        "seconds_per_utterance": round(seconds / max(len(mine), 1), 3),
+        "seconds_per_utterance": round(seconds / max(computed, 1), 3),  # resumed ones cost nothing here
         "masks_per_second": round(masks / seconds, 1) if seconds > 0 else 0.0,
         "batch_size": batch,
     }
     log.info("done: %s", summary)
     return summary
+
+
+#: Test-only fault injection: ``"<n>:<marker file>"`` makes the first shard job that computes
+#: ``n`` utterances kill itself with SIGKILL right after keeping the n-th one (the marker, created
+#: exclusively, makes it happen once per test).  The integration and SLURM tests use it to check
+#: resume and ``retries``; nothing else sets it.
+KILL_SWITCH = "CASPES_TEST_KILL_AFTER"
+
+
+def _injected_kill(computed: int) -> None:
+    spec = os.environ.get(KILL_SWITCH)
+    if not spec:
+        return
+    n, marker = spec.split(":", 1)
+    if computed != int(n):
+        return
+    try:
+        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return
+    os.close(fd)
+    log.warning("%s: killing this job after %s computed utterances (test fault injection)", KILL_SWITCH, n)
+    logging.shutdown()
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def gather_shards(
@@ -178,9 +238,12 @@ def explain_shard_to_files(
     max_utterances: int | None = None,
     segments_path: str | Path | None = None,
     device: str = "auto",
+    resume: bool = True,
 ) -> dict[str, object]:
     """:func:`explain_shard` for Snakemake's scatter item ``"<i>-of-<n>"`` (1-based), with the
-    config's occlusion settings; writes the shard's one-row timing TSV (shard, cost, device)."""
+    config's occlusion settings and (``resume``) the ``<map>.partial`` folder beside the
+    ``<map>.shards`` folder of ``store_path``; writes the shard's one-row timing TSV (shard, cost,
+    device, utterances resumed)."""
     index, count = (int(x) for x in scatteritem.split("-of-"))
     summary: dict[str, object] = dict(
         explain_shard(
@@ -194,6 +257,7 @@ def explain_shard_to_files(
             max_utterances=max_utterances,
             segments_path=segments_path,
             device=device,
+            resume_dir=partial_root(store_path) if resume else None,
         )  # fmt: skip
     )
     summary["device"] = "cuda" if torch.cuda.is_available() and device != "cpu" else "cpu"
@@ -212,6 +276,8 @@ def gather_shards_to_files(
     n = gather_shards(list(shard_paths), store_path)
     timing = pd.concat([pd.read_csv(p, sep="\t") for p in timing_paths], ignore_index=True)
     write_tsv(timing_path, timing)
-    log.info("%d utterances from %d shards; %.2f s per utterance", n, len(timing),
-             timing["seconds"].sum() / max(n, 1))  # fmt: skip
+    resumed = int(timing["resumed"].fillna(0).sum()) if "resumed" in timing else 0  # older shards lack it
+    computed = n - resumed
+    log.info("%d utterances from %d shards (%d resumed); %.2f s per computed utterance", n, len(timing),
+             resumed, timing["seconds"].sum() / max(computed, 1))  # fmt: skip
     return n

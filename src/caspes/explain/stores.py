@@ -65,6 +65,10 @@ class SaliencyStoreWriter(RecordArchiveWriter):
         super().__init__(path, _FIELDS, kind="saliency store")
 
     def add_record(self, r: SaliencyRecord) -> None:
+        self.add_raw(r.id, self.encode_record(r))
+
+    def encode_record(self, r: SaliencyRecord) -> bytes:
+        """The member :meth:`add_record` writes for ``r`` (float16 map over its row maxima)."""
         sal = np.asarray(r.saliency, dtype=np.float32)
         if r.kind not in KINDS:
             raise ValueError(f"{r.id}: kind must be one of {KINDS}, got {r.kind!r}")
@@ -79,7 +83,7 @@ class SaliencyStoreWriter(RecordArchiveWriter):
             raise ValueError(f"{r.id}: saliency must be finite and >= 0")
         scale = sal.reshape(sal.shape[0], -1).max(axis=1)
         safe = np.where(scale > 0, scale, 1.0).reshape((-1,) + (1,) * (sal.ndim - 1))
-        self.add(
+        return self.encode(
             r.id,
             {
                 "saliency": (sal / safe).astype(np.float16),

@@ -30,7 +30,8 @@ def explanation_row(deletion_path: str | Path) -> dict[str, object]:
     """One row of :func:`explanation_table` for the deletion curve
     ``<model>/<pair>/<split>/deletion/<map>.tsv``: its unit, metric and AUC, the size AUC from
     ``size/<map>.tsv`` and the cost from ``saliency/<map>.timing.tsv`` of the same run (utterances,
-    seconds per utterance, the devices used)."""
+    seconds per computed utterance, the devices used; utterances resumed from a partial store are
+    not counted in the cost)."""
     path = Path(deletion_path)
     split_dir, name = path.parent.parent, path.stem
     model, pair, split = split_dir.parts[-3:]
@@ -38,10 +39,12 @@ def explanation_row(deletion_path: str | Path) -> dict[str, object]:
     size = read_tsv(split_dir / "size" / f"{name}.tsv")
     timing = read_tsv(split_dir / "saliency" / f"{name}.timing.tsv")
     n = int(timing["utterances"].sum())
+    # Utterances taken from a partial store (resume) cost nothing in this attempt's seconds.
+    computed = n - int(timing["resumed"].fillna(0).sum()) if "resumed" in timing else n
     return {
         "model": model, "direction": pair, "split": split, "map": name, "unit": curve["unit"][0],
         "metric": curve["metric"][0], "deletion_auc": curve["auc"][0], "size_auc": size["auc"][0],
-        "utterances": n, "seconds_per_utterance": round(timing["seconds"].sum() / max(n, 1), 3),
+        "utterances": n, "seconds_per_utterance": round(timing["seconds"].sum() / max(computed, 1), 3),
         "device": ",".join(sorted(set(timing["device"]))),
     }  # fmt: skip
 
