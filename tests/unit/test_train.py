@@ -19,11 +19,12 @@ from caspes.tokenizer import EOS_ID, PAD_ID, Tokenizer, train_tokenizer
 from caspes.train import loop
 from caspes.train.augment import spec_augment
 from caspes.train.checkpoints import discard_stale_checkpoints
-from caspes.train.config import TrainConfig, lr_at_step, make_scheduler
+from caspes.train.config import TrainConfig
 from caspes.train.data import TrainingData, build_target
 from caspes.train.history import HISTORY_COLUMNS
 from caspes.train.loop import train
 from caspes.train.losses import CTC_BLANK_ID, compute_losses
+from caspes.train.schedule import lr_at_step, make_scheduler
 
 EN = "the cat dog sees a red blue big small bird runs jumps".split()
 IT = "il gatto cane vede un rosso blu grande piccolo uccello corre salta".split()

@@ -11,8 +11,7 @@ sys.path.insert(0, SRC)
 from caspes.core.config import SCHEMA_PATH, check_config  # noqa: E402
 from caspes.core.runlog import export_source_path  # noqa: E402
 from caspes.decode.options import decoding_result_settings  # noqa: E402
-from caspes.explain.segment import SegmentationOptions  # noqa: E402
-from caspes.explain.spes import OcclusionOptions  # noqa: E402
+from caspes.explain.options import OcclusionOptions, SegmentationOptions  # noqa: E402
 from caspes.train.config import split_runtime, stage_settings  # noqa: E402
 
 validate(config, str(SCHEMA_PATH))

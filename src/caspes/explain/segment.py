@@ -16,10 +16,8 @@ Labels are stored 0-based (skimage's ``start_label=1`` minus one) as int32 (T, F
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +26,7 @@ from skimage.segmentation import slic
 from tqdm import tqdm
 
 from caspes.core.zipstore import RecordArchive, RecordArchiveWriter
+from caspes.explain.options import SegmentationOptions
 from caspes.explain.selection import select_ids
 from caspes.features import FeatureReader
 
@@ -44,40 +43,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _FIELDS = ("labels", "n_segments", "requested")
-
-
-@dataclass(frozen=True)
-class SegmentationOptions:
-    """SLIC settings of the SPES input perturbation (defaults: the paper's)."""
-
-    base_segments: tuple[int, ...] = (2000, 2500, 3000)
-    threshold_frames: int | None = 750
-    reference_frames: int = 500
-    compactness: float = 0.1
-    sigma: float = 0.0
-    max_iter: int = 10
-
-    @classmethod
-    def from_config(cls, section: Mapping[str, Any]) -> SegmentationOptions:
-        """The SLIC settings of the config's ``explain.input`` block (its other keys are ignored)."""
-        keys = ("base_segments", "threshold_frames", "reference_frames", "compactness", "sigma", "max_iter")
-        return cls(**{k: section[k] for k in keys if k in section})
-
-    def asdict(self) -> dict[str, Any]:
-        """Plain dict (``base_segments`` as a list), accepted by :meth:`from_config`."""
-        return {**dataclasses.asdict(self), "base_segments": list(self.base_segments)}
-
-    def __post_init__(self) -> None:
-        base = tuple(int(b) for b in self.base_segments)
-        if not base or any(b < 1 for b in base):
-            raise ValueError(f"base_segments must be positive integers, got {self.base_segments}")
-        object.__setattr__(self, "base_segments", base)
-        if self.threshold_frames is not None and self.threshold_frames < 1:
-            raise ValueError(f"threshold_frames must be >= 1 or None, got {self.threshold_frames}")
-        if self.reference_frames < 1:
-            raise ValueError(f"reference_frames must be >= 1, got {self.reference_frames}")
-        if self.compactness <= 0 or self.sigma < 0 or self.max_iter < 1:
-            raise ValueError("compactness must be > 0, sigma >= 0 and max_iter >= 1")
 
 
 def n_segments(frames: int, options: SegmentationOptions = SegmentationOptions()) -> list[int]:

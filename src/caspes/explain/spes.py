@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from caspes.explain.options import OcclusionOptions
 from caspes.model.inference import autocast_bf16, check_decoder_input, eval_mode, model_device_dtype
 
 __all__ = [
@@ -54,40 +55,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class OcclusionOptions:
-    """Settings of one occlusion run.
-
-    Attributes:
-        n_masks: mask budget (``N_X`` or ``N_H``); for SM^X split equally over the SLIC levels.
-        p: occlusion probability of a segment (SM^X, paper 0.5) or an encoder step (SM^H, 0.7).
-        seed: base seed; each utterance uses :func:`utterance_seed` of it and its id.
-        batch_size: masks per forward pass; None = automatic (:func:`auto_batch_size`).
-        batch_frames: CPU automatic batch bound: ``masks * T <= batch_frames`` (the reference's
-            ``--max-tokens``).
-        max_batch_size: upper bound of the automatic batch size.
-        autocast_bf16: run the model under bf16 autocast (CUDA only; ignored on CPU).
-    """
-
-    n_masks: int = 20000
-    p: float = 0.5
-    seed: int = 1
-    batch_size: int | None = None
-    batch_frames: int = 100_000
-    max_batch_size: int = 2048
-    autocast_bf16: bool = False
-
-    def __post_init__(self) -> None:
-        if self.n_masks < 1:
-            raise ValueError(f"n_masks must be >= 1, got {self.n_masks}")
-        if not 0.0 <= self.p <= 1.0:
-            raise ValueError(f"p must be in [0, 1], got {self.p}")
-        if self.batch_size is not None and self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1 or None, got {self.batch_size}")
-        if self.batch_frames < 1 or self.max_batch_size < 1:
-            raise ValueError("batch_frames and max_batch_size must be >= 1")
 
 
 @dataclass

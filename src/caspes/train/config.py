@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-
-import torch
 
 __all__ = [
     "SPECAUGMENT_POLICIES",
@@ -16,8 +13,6 @@ __all__ = [
     "TrainConfig",
     "stage_settings",
     "split_runtime",
-    "lr_at_step",
-    "make_scheduler",
 ]
 
 #: fairseq's SpecAugment policies (Park et al. 2019), as ``TrainConfig`` fields.
@@ -226,41 +221,3 @@ def split_runtime(settings: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str
     full = TrainConfig.from_dict(settings).asdict()
     result = {k: v for k, v in full.items() if k not in RUNTIME_FIELDS}
     return result, {k: settings[k] for k in RUNTIME_FIELDS if k in settings}
-
-
-def lr_at_step(step: int, config: TrainConfig) -> float:
-    """Learning rate of the ``step``-th update (1-based).
-
-    ``noam``: ``peak_lr * step / warmup`` up to ``warmup_steps`` (peak there), then
-    ``peak_lr * sqrt(warmup / step)``.  ``constant``: ``peak_lr``.
-    """
-    if config.lr_schedule == "constant":
-        return config.peak_lr
-    step = max(step, 1)
-    warmup = config.warmup_steps
-    return config.peak_lr * min(step / warmup, math.sqrt(warmup / step))
-
-
-class _LrFactor:
-    """LambdaLR factor: scheduler epoch ``e`` (0-based) is update ``e + 1``.
-
-    Holds plain values only, so the scheduler's state dict (which stores this object's
-    ``__dict__``) loads with ``weights_only=True``.
-    """
-
-    def __init__(self, config: TrainConfig) -> None:
-        self.lr_schedule = config.lr_schedule
-        self.peak_lr = float(config.peak_lr)
-        self.warmup_steps = int(config.warmup_steps)
-
-    def __call__(self, epoch: int) -> float:
-        config = TrainConfig(
-            lr_schedule=self.lr_schedule, peak_lr=self.peak_lr, warmup_steps=self.warmup_steps
-        )
-        return lr_at_step(epoch + 1, config) / self.peak_lr
-
-
-def make_scheduler(
-    optimizer: torch.optim.Optimizer, config: TrainConfig
-) -> torch.optim.lr_scheduler.LambdaLR:
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, _LrFactor(config))

@@ -32,10 +32,11 @@ from caspes.train.checkpoints import (
     write_checkpoint,
 )
 from caspes.train.compat import check_compatible, config_differences, same_dims_but_dropout
-from caspes.train.config import TrainConfig, make_scheduler
+from caspes.train.config import TrainConfig
 from caspes.train.data import TrainingData
 from caspes.train.history import HISTORY_FILE, History
 from caspes.train.losses import compute_losses, count_unalignable, evaluate_loss
+from caspes.train.schedule import make_scheduler
 
 __all__ = ["train", "train_stage"]
 
