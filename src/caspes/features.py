@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from caspes.core.audio import is_archive_reference, read_audio, resolve_audio_path
 from caspes.core.manifest import DataError, read_manifest, write_manifest
-from caspes.core.zipstore import AtomicZipWriter, read_archive_array, read_npy
+from caspes.core.zipstore import AtomicZipWriter, local_data_offset, read_archive_array, read_npy
 
 __all__ = [
     "FbankOptions",
@@ -199,9 +199,6 @@ class FeatureArchiveWriter(AtomicZipWriter):
         with open(self._tmp, "rb") as f, zipfile.ZipFile(self._tmp) as zf:
             for info in zf.infolist():
                 f.seek(info.header_offset)
-                header = f.read(30)
-                name_len = int.from_bytes(header[26:28], "little")
-                extra_len = int.from_bytes(header[28:30], "little")
-                offset = info.header_offset + 30 + name_len + extra_len
+                offset = local_data_offset(info.header_offset, f.read(30))
                 uid = info.filename[: -len(".npy")]
                 self.references[uid] = f"{self.path.name}:{offset}:{info.file_size}"

@@ -26,7 +26,15 @@ from caspes.core.atomic import temporary_sibling
 from caspes.core.audio import resolve_audio_path
 from caspes.core.manifest import DataError
 
-__all__ = ["read_npy", "read_archive_array", "check_uid", "npz_bytes", "RecordArchiveWriter", "RecordArchive"]
+__all__ = [
+    "read_npy",
+    "read_archive_array",
+    "check_uid",
+    "npz_bytes",
+    "local_data_offset",
+    "RecordArchiveWriter",
+    "RecordArchive",
+]
 
 
 class AtomicZipWriter:
@@ -112,14 +120,21 @@ def _local_header(mm: mmap.mmap, offset: int, zip_path: Path) -> tuple[str, int 
     start = mm.rfind(_LOCAL_HEADER, lo, max(offset - 26, 0))
     while start >= 0:
         header = mm[start : start + 30]
-        name_len = int.from_bytes(header[26:28], "little")
-        extra_len = int.from_bytes(header[28:30], "little")
-        if start + 30 + name_len + extra_len == offset:
+        if local_data_offset(start, header) == offset:
+            name_len = int.from_bytes(header[26:28], "little")
             name = mm[start + 30 : start + 30 + name_len].decode("utf-8", "replace")
             flags = int.from_bytes(header[6:8], "little")
             return name, None if flags & 0x08 else int.from_bytes(header[14:18], "little")
         start = mm.rfind(_LOCAL_HEADER, lo, start)
     raise DataError(f"{zip_path}: byte offset {offset} is not the start of a member of the archive")
+
+
+def local_data_offset(header_offset: int, header: bytes) -> int:
+    """Where a member's data starts, from its 30-byte local file header at ``header_offset``
+    (the header, then the name and the extra field)."""
+    name_len = int.from_bytes(header[26:28], "little")
+    extra_len = int.from_bytes(header[28:30], "little")
+    return header_offset + 30 + name_len + extra_len
 
 
 _DATE = (1980, 1, 1, 0, 0, 0)

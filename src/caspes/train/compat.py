@@ -8,7 +8,7 @@ from typing import Any
 
 from caspes.model import ModelDimensions
 from caspes.tokenizer import EOS_ID, PAD_ID
-from caspes.train.config import TrainConfig
+from caspes.train.config import RUNTIME_FIELDS, TrainConfig
 from caspes.train.data import TrainingData
 
 __all__ = ["RESUMABLE_FIELDS", "config_differences", "check_compatible", "same_dims_but_dropout"]
@@ -16,9 +16,7 @@ __all__ = ["RESUMABLE_FIELDS", "config_differences", "check_compatible", "same_d
 log = logging.getLogger(__name__)
 
 #: TrainConfig fields that may change between a run and its resumption without changing the result.
-RESUMABLE_FIELDS = frozenset(
-    {"max_steps", "checkpoint_every", "keep_last", "dev_every", "device", "num_threads", "log_every"}
-)
+RESUMABLE_FIELDS = frozenset({"max_steps", "checkpoint_every", "keep_last", "dev_every", *RUNTIME_FIELDS})
 
 
 def config_differences(old: dict[str, Any], new: TrainConfig) -> list[str]:
