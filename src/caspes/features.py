@@ -149,14 +149,17 @@ class FeatureReader:
     """Random access to the features of one split, one utterance at a time.
 
     ``reader[uid]`` returns the utterance-CMVN-normalised (T, F) float32 array (``cmvn=False`` for
-    the raw fbank); ``reader.rows`` are the manifest rows in file order.
+    the raw fbank); ``reader.rows`` are the manifest rows in file order. A manifest with a
+    ``features`` column holds a model's own features (:mod:`caspes.hf.features`): they are returned
+    as stored unless ``cmvn=True`` is asked for explicitly.
     """
 
-    def __init__(self, features_manifest_path: str | Path, cmvn: bool = True) -> None:
+    def __init__(self, features_manifest_path: str | Path, cmvn: bool | None = None) -> None:
         self.path = Path(features_manifest_path)
         self.rows = read_manifest(self.path)
         self._by_id = {r["id"]: r for r in self.rows}
-        self.cmvn = cmvn
+        self.model_features = bool(self.rows) and "features" in self.rows[0]
+        self.cmvn = (not self.model_features) if cmvn is None else cmvn
 
     def __len__(self) -> int:
         return len(self.rows)

@@ -136,6 +136,29 @@ class Tokenizer:
         special = {BOS_ID, PAD_ID, EOS_ID} | {self.lang_id(lang) for lang in self.langs}
         return self.sp.decode([i for i in ids if i not in special])
 
+    # The interface shared with caspes.hf.tokenizer.HFTokenizer (decoding, stores, deletion).
+    prompt_role = "lang"
+
+    def id_to_piece(self, i: int) -> str:
+        return self.sp.id_to_piece(int(i))
+
+    def piece_to_id(self, piece: str) -> int:
+        return self.sp.piece_to_id(piece)
+
+    def decoding_prefix(self, task: str, src: str, tgt: str, force_lang_tag: bool) -> list[int]:
+        """The forced start of a target: the target language's tag (``force_lang_tag``) or nothing."""
+        return [self.lang_id(tgt)] if force_lang_tag else []
+
+    def prompt_token_ids(self) -> set[int]:
+        """Ids that can start a target before the text: the language tags (role ``lang``)."""
+        return {self.lang_id(lang) for lang in self.langs}
+
+    def split_prompt(self, pieces: Sequence[str], where: str = "") -> int:
+        """Number of leading pieces before the text: 1, the language tag every target starts with."""
+        if not pieces or pieces[0] not in {lang_tag(lang) for lang in self.langs}:
+            raise ValueError(f"{where}: pieces must start with a language tag, got {list(pieces[:1])}")
+        return 1
+
 
 def train_tokenizer_from_manifests(
     manifests: Iterable[str | Path],

@@ -203,20 +203,20 @@ def test_store_writer_validation(tmp_path) -> None:
         CrossAttentionStore(tmp_path / "missing.zip")
 
 
-class _StubSP:
+class _StubTokenizer:
+    """The tokenizer interface the store writer uses (caspes.tokenizer.Tokenizer's, caspes.hf's)."""
+
+    langs = ["en", "it"]
+    prompt_role = "lang"
+
     def piece_to_id(self, piece: str) -> int:
         return {"<lang:en>": LANG_EN, "<lang:it>": LANG_IT, "</s>": EOS}.get(piece) or int(piece[1:])
 
     def id_to_piece(self, i: int) -> str:
         return {LANG_EN: "<lang:en>", LANG_IT: "<lang:it>", EOS: "</s>"}.get(i) or f"p{i}"
 
-
-class _StubTokenizer:
-    sp = _StubSP()
-    langs = ["en", "it"]
-
-    def lang_id(self, lang: str) -> int:
-        return {"en": LANG_EN, "it": LANG_IT}[lang]
+    def prompt_token_ids(self) -> set[int]:
+        return {LANG_EN, LANG_IT}
 
 
 def test_write_store_from_decoded_rows(tmp_path) -> None:

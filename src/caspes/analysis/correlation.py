@@ -127,10 +127,12 @@ def correlate_stores(
     saliency_path: str | Path,
     ca_norm: str = "frame",
     sm_norm: str = "token",
+    factor: int = 4,
 ) -> list[dict[str, object]]:
     """Correlate every utterance of a saliency store with its cross-attention.
 
-    SM^X maps are pooled to T' with each of :data:`POOLINGS`; SM^H maps are used as they are
+    SM^X maps are pooled to T' (windows of ``factor`` frames, the model's subsampling: ours 4,
+    Whisper 2) with each of :data:`POOLINGS`; SM^H maps are used as they are
     (pooling ``"none"``).  The rows of both stores must be the same (they come from the same
     hypotheses); a mismatch is an error naming the utterance.
 
@@ -149,7 +151,7 @@ def correlate_stores(
                     f"{uid}: the saliency and cross-attention rows differ ({saliency_path}, {xattn_path})"
                 )
             if sal.kind == "input":
-                maps = {p: pool_saliency(sal.saliency, p) for p in POOLINGS}
+                maps = {p: pool_saliency(sal.saliency, p, factor) for p in POOLINGS}
             else:
                 maps = {"none": sal.saliency}
             for pooling, m in maps.items():
@@ -163,11 +165,16 @@ def correlate_stores(
 
 
 def correlations_to_file(
-    xattn_path: str | Path, saliency_path: str | Path, out_path: str | Path, ca_norm: str, sm_norm: str
+    xattn_path: str | Path,
+    saliency_path: str | Path,
+    out_path: str | Path,
+    ca_norm: str,
+    sm_norm: str,
+    factor: int = 4,
 ) -> list[dict[str, object]]:
     """:func:`correlate_stores` written as TSV (utterance, pooling, layer, head, r; undefined r as
     ``nan``); logs the layer and head averages and how many correlations are undefined."""
-    records = correlate_stores(xattn_path, saliency_path, ca_norm, sm_norm)
+    records = correlate_stores(xattn_path, saliency_path, ca_norm, sm_norm, factor)
     table = write_tsv(out_path, records, columns=["utterance", "pooling", "layer", "head", "r"], na_rep="nan")
     for row in summarise(records, ["pooling", "layer", "head"]):
         if row["head"] == "avg" or row["layer"] == "avg":

@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -67,29 +68,35 @@ WORD_START = "\u2581"
 _TOLERANCE_SLACK = 1e-9
 
 
-def group_words(pieces: Sequence[str]) -> list[list[int]]:
+def group_words(pieces: Sequence[str], marker: str = WORD_START) -> list[list[int]]:
     """Row indices of each word.
 
     A piece starting with ``"▁"`` opens a new word; any other piece joins the current word. A
     leading piece without ``"▁"`` opens the first word. A bare ``"▁"`` piece opens a word like any
     other ``"▁"`` piece, and the pieces without ``"▁"`` after it join it (SentencePiece writes e.g.
     ``"▁", "5"`` for a word starting with a character that it does not merge with the marker).
-    Empty list for no pieces.
+    Empty list for no pieces. ``marker``: the word-start character of the tokenizer (``"Ġ"`` for an
+    adapted model's byte-level BPE, :attr:`caspes.hf.tokenizer.HFTokenizer.word_start`).
 
     >>> group_words(["▁the", "▁cat", "s", "▁sat"])
     [[0], [1, 2], [3]]
     """
     groups: list[list[int]] = []
     for i, piece in enumerate(pieces):
-        if piece.startswith(WORD_START) or not groups:
+        if piece.startswith(marker) or not groups:
             groups.append([i])
         else:
             groups[-1].append(i)
     return groups
 
 
-def words_text(pieces: Sequence[str], groups: Sequence[Sequence[int]]) -> list[str]:
-    """The word strings: each group's pieces joined, with every ``"▁"`` removed."""
+def words_text(
+    pieces: Sequence[str], groups: Sequence[Sequence[int]], to_text: Callable[[list[str]], str] | None = None
+) -> list[str]:
+    """The word strings: each group's pieces joined, with every ``"▁"`` removed; or, with
+    ``to_text`` (an adapted model's tokenizer, pieces -> text), each group's pieces detokenised."""
+    if to_text is not None:
+        return [to_text([pieces[i] for i in group]).strip() for group in groups]
     return ["".join(pieces[i] for i in group).replace(WORD_START, "") for group in groups]
 
 
@@ -146,6 +153,7 @@ def estimate_word_times(
     frame_seconds: float = FRAME_SECONDS,
     monotonic: bool = True,
     normalisation: str = "minmax",
+    marker: str = WORD_START,
 ) -> list[tuple[float, float]]:
     """Word times (seconds) of ``pieces`` read off ``saliency`` with ``method`` (``dtw``, ``argmax``, ``centroid``).
 
@@ -157,7 +165,7 @@ def estimate_word_times(
     if m.shape[0] != len(pieces):
         raise ValueError(f"saliency has {m.shape[0]} rows for {len(pieces)} pieces")
     spans = token_spans(m, method, normalisation)
-    return word_times(spans, group_words(pieces), frame_seconds=frame_seconds, monotonic=monotonic)
+    return word_times(spans, group_words(pieces, marker), frame_seconds=frame_seconds, monotonic=monotonic)
 
 
 def align_words(hyp: Sequence[str], ref: Sequence[str]) -> list[tuple[int, int]]:
@@ -238,8 +246,15 @@ def evaluate_timestamps(
     pooling: str = "max2d",
     ca_norm: str = "frame",
     sm_norm: str = "token",
+    factor: int = 4,
+    tokenizer: Any = None,
 ) -> list[dict[str, object]]:
     """Per utterance, map and method: matched words and their timestamp errors.
+
+    ``factor``: the model's subsampling (an encoder step lasts ``factor`` 10 ms frames: ours 4,
+    Whisper 2); ``tokenizer``: an adapted model's :class:`~caspes.hf.tokenizer.HFTokenizer`, whose
+    word-start marker groups the pieces into words and which detokenises each word (None: our
+    SentencePiece pieces).
 
     Utterances are those of the saliency stores (the explained ones) or, without stores, all of
     the cross-attention store.  Returns records ``utterance``, ``map``, ``method``, ``words``
@@ -247,6 +262,9 @@ def evaluate_timestamps(
     ``within_200`` (share of boundaries within that many ms).
     """
 
+    frame_seconds = FRAME_SECONDS * factor / 4  # exactly FRAME_SECONDS for ours
+    marker = getattr(tokenizer, "word_start", WORD_START)
+    to_text = getattr(tokenizer, "pieces_to_text", None)
     rows = {r["id"]: r for r in read_manifest(manifest_path)}
     if not has_word_times(list(rows.values())):
         raise DataError(f"{manifest_path}: no ground-truth word times (column word_times)")
@@ -272,10 +290,10 @@ def evaluate_timestamps(
             everything = Selection("avg", "avg").pairs(*att.shape[:2])
             maps["CA all"] = normalise(mean_attention(att, everything)[keep], ca_norm)
             if smx is not None:
-                maps["SM^X"] = normalise(pool_saliency(smx[uid].saliency[keep], pooling), sm_norm)
+                maps["SM^X"] = normalise(pool_saliency(smx[uid].saliency[keep], pooling, factor), sm_norm)
             if smh is not None:
                 maps["SM^H"] = normalise(smh[uid].saliency[keep], sm_norm)
-            hyp_words = words_text(pieces, group_words(pieces))
+            hyp_words = words_text(pieces, group_words(pieces, marker), to_text)
             ref_words = row["src_text"].split()
             truth = parse_word_times(row["word_times"], f"{manifest_path}:{row.get('_line', '?')}")
             if len(truth) != len(ref_words):
@@ -285,7 +303,7 @@ def evaluate_timestamps(
             matched = align_words(hyp_words, ref_words)
             for name, m in maps.items():
                 for method in methods:
-                    times = estimate_word_times(m, pieces, method)
+                    times = estimate_word_times(m, pieces, method, frame_seconds, marker=marker)
                     pred = [times[h] for h, _ in matched]
                     ref = [truth[r] for _, r in matched]
                     err = timestamp_errors(pred, ref)
@@ -310,11 +328,13 @@ def timestamps_to_file(
     pooling: str,
     ca_norm: str,
     sm_norm: str,
+    factor: int = 4,
+    tokenizer: Any = None,
 ) -> pd.DataFrame:
     """:func:`evaluate_timestamps` written as TSV (undefined values as ``nan``); logs the mean
     errors per map and method."""
     records = evaluate_timestamps(xattn_path, manifest_path, smx_path, smh_path, pooling=pooling,
-                                  ca_norm=ca_norm, sm_norm=sm_norm)  # fmt: skip
+                                  ca_norm=ca_norm, sm_norm=sm_norm, factor=factor, tokenizer=tokenizer)  # fmt: skip
     table = write_tsv(out_path, records, na_rep="nan")
     if not table.empty:
         summary = table.groupby(["map", "method"])[["start_ms", "end_ms", "within_100"]].mean().round(1)

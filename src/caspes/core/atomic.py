@@ -7,12 +7,13 @@ complete new one, never a partial one; an exception removes the temporary file.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["temporary_sibling", "atomic_path", "atomic_open", "atomic_write_text"]
+__all__ = ["temporary_sibling", "atomic_path", "atomic_open", "atomic_write_text", "sha256_file"]
 
 
 def temporary_sibling(path: str | Path) -> Path:
@@ -51,3 +52,12 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     """Write ``text`` as UTF-8 to ``path`` atomically."""
     with atomic_open(path, "w", encoding="utf-8", newline="") as f:
         f.write(text)
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

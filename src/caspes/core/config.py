@@ -65,6 +65,16 @@ def check_config(config: Mapping[str, Any]) -> None:
             )
     for name, model in config.get("models", {}).items():
         key = f"models.{name}"
+        if model.get("source", "caspes") == "huggingface":
+            if not model.get("path"):
+                raise ConfigError(f"{key}.path: a huggingface model needs the path of its local folder")
+            continue  # checked against its folder by caspes.hf.card.check_hf_entry
+        for field in ("tokenizer", "dims", "stages"):
+            if field not in model:
+                raise ConfigError(f"{key}.{field}: required for a model trained here (source: caspes)")
+        for field in ("path", "trust_remote_code", "prompt", "subsampling", "attn_implementation"):
+            if field in model:
+                raise ConfigError(f"{key}.{field}: only for 'source: huggingface' models")
         if model["tokenizer"] not in config["tokenizers"]:
             raise ConfigError(f"{key}.tokenizer: '{model['tokenizer']}' is not a key of 'tokenizers'")
         tok_langs = set(config["tokenizers"][model["tokenizer"]]["languages"])

@@ -67,7 +67,7 @@ from torch import Tensor
 
 from caspes.decode.greedy import decode_in_chunks
 from caspes.decode.options import DecodingOptions, max_target_length
-from caspes.tokenizer import BOS_ID
+from caspes.model.inference import never_generated
 
 __all__ = ["Hypothesis", "block_repeated_ngrams", "beam_search_nbest", "beam_search"]
 
@@ -161,7 +161,7 @@ def _beam_chunk(
     score_prefix: bool,
 ) -> list[list[Hypothesis]]:
     dims = model.dims
-    eos, pad = dims.eos_id, dims.pad_id
+    eos = dims.eos_id
     k = options.beam_size
     device = features.device
     enc = model.encode(features, lengths)
@@ -169,7 +169,7 @@ def _beam_chunk(
     max_lens = [max_target_length(int(t), options, dims.max_target_positions) for t in enc.lengths.tolist()]
     finished = [_Finished(k, early_stop) for _ in range(n_utt)]
 
-    banned = sorted({pad, BOS_ID} - {eos})
+    banned = never_generated(dims)
     width = max(1, max(len(p) for p in prefix))
     forced = torch.full((n_utt, width), -1, dtype=torch.long, device=device)
     for i, p in enumerate(prefix):

@@ -29,8 +29,7 @@ import torch
 from torch import Tensor
 
 from caspes.decode.options import DecodingOptions, max_target_length
-from caspes.model.inference import as_batch, eval_mode, model_device_dtype
-from caspes.tokenizer import BOS_ID
+from caspes.model.inference import as_batch, eval_mode, model_device_dtype, never_generated
 
 __all__ = ["decode_in_chunks", "greedy_decode"]
 
@@ -55,7 +54,8 @@ def _greedy_chunk(
     options: DecodingOptions,
 ) -> list[list[int]]:
     dims = model.dims
-    eos, pad = dims.eos_id, dims.pad_id
+    eos = dims.eos_id
+    banned = never_generated(dims)
     device = features.device
     enc = model.encode(features, lengths)
     enc_lengths = enc.lengths.tolist()
@@ -84,8 +84,7 @@ def _greedy_chunk(
     while True:
         logits, cache, _ = model.decode_step(states, mask, tokens, cache)
         logits = logits.float()
-        logits[:, pad] = -torch.inf
-        logits[:, BOS_ID] = -torch.inf  # <s> is never a target (it is the CTC blank)
+        logits[:, banned] = -torch.inf  # PAD and <s> (the CTC blank; an adapted model: its specials)
         pos = tokens.size(1) - 1  # index (in the target) of the token chosen now
         if pos == 0:
             logits[:, eos] = -torch.inf

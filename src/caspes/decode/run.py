@@ -21,6 +21,7 @@ from caspes.decode.metrics import comet, quality_row
 from caspes.decode.options import DecodingOptions, split_decoding_settings
 from caspes.decode.xattn import write_cross_attention_store
 from caspes.features import FeatureReader
+from caspes.hf.loading import load_for_inference, load_tokenizer_for
 from caspes.model.checkpoint import load_model
 from caspes.model.inference import resolve_device
 from caspes.tokenizer import Tokenizer
@@ -111,7 +112,9 @@ def decode_manifest(
         lang = row[lang_col]
         if lang not in tokenizer.langs:
             raise DataError(f"{where}: tokenizer {tokenizer.path} has no tag for language '{lang}'")
-        prefixes.append([tokenizer.lang_id(lang)] if options.force_lang_tag else [])
+        prefixes.append(
+            tokenizer.decoding_prefix(task, row.get("src_lang", ""), lang, options.force_lang_tag)
+        )
         try:
             n_frames.append(int(row["n_frames"]))
         except (KeyError, ValueError):
@@ -136,7 +139,7 @@ def decode_manifest(
                 "task": task,
                 "reference": row[text_col],
                 "hypothesis": tokenizer.decode(target),
-                "pieces": " ".join(tokenizer.sp.id_to_piece(int(t)) for t in target),
+                "pieces": " ".join(tokenizer.id_to_piece(int(t)) for t in target),
             }
         )
     return results
@@ -224,8 +227,8 @@ def decode_split(
     row (:func:`caspes.decode.metrics.quality_row`) with the decoding seconds per utterance.
     """
 
-    model, _ = load_model(checkpoint_path, resolve_device(device))
-    tokenizer = Tokenizer(tokenizer_path)
+    model, own_tokenizer = load_for_inference(checkpoint_path, resolve_device(device))
+    tokenizer = load_tokenizer_for(tokenizer_path, own_tokenizer)
     reader = FeatureReader(manifest)
     src = reader.rows[0]["src_lang"] if reader.rows else ""
     rows, quality = decode_and_score(

@@ -66,7 +66,7 @@ __all__ = [
     "write_cross_attention_store",
 ]
 
-ROLES: tuple[str, ...] = ("lang", "token", "eos")
+ROLES: tuple[str, ...] = ("lang", "prompt", "token", "eos")
 
 
 _FIELDS = ("id", "attention", "decoder_input", "target_ids", "pieces", "roles", "encoder_length")
@@ -84,13 +84,18 @@ def decoder_io(target: Sequence[int], eos_id: int = EOS_ID) -> tuple[list[int], 
     return [eos_id, *ids], [*ids, eos_id]
 
 
-def row_roles(target_ids: Sequence[int], lang_ids: Iterable[int], eos_id: int = EOS_ID) -> list[str]:
+def row_roles(
+    target_ids: Sequence[int], lang_ids: Iterable[int], eos_id: int = EOS_ID, prompt_role: str = "lang"
+) -> list[str]:
     """Role of each attention row, from the token it predicts (``target_ids[i]``).
 
-    ``'eos'`` for EOS, ``'lang'`` for a language-tag id in ``lang_ids``, ``'token'`` otherwise.
+    ``'eos'`` for EOS, ``prompt_role`` for an id in ``lang_ids`` (our language tags: ``'lang'``; the
+    prompt tokens of an adapted Hugging Face model: ``'prompt'``), ``'token'`` otherwise.
     """
     langs = {int(t) for t in lang_ids}
-    return ["eos" if t == eos_id else "lang" if t in langs else "token" for t in (int(x) for x in target_ids)]
+    return [
+        "eos" if t == eos_id else prompt_role if t in langs else "token" for t in (int(x) for x in target_ids)
+    ]
 
 
 def extract_cross_attention_batch(
@@ -314,17 +319,18 @@ def write_cross_attention_store(
         The number of utterances written (in the order of ``hypotheses``).
     """
     eos = model.dims.eos_id
-    lang_ids = [tokenizer.lang_id(lang) for lang in tokenizer.langs]
+    prompt_ids = tokenizer.prompt_token_ids()
     rows = list(hypotheses)
     count = 0
     with CrossAttentionStoreWriter(path) as writer:
         for start in range(0, len(rows), batch_size):
             chunk = rows[start : start + batch_size]
-            ios = [decoder_io([tokenizer.sp.piece_to_id(p) for p in r["pieces"].split()], eos) for r in chunk]
+            ios = [decoder_io([tokenizer.piece_to_id(p) for p in r["pieces"].split()], eos) for r in chunk]
             feats = [np.asarray(features[r["id"]]) for r in chunk]
             weights = extract_cross_attention_batch(model, feats, [d for d, _ in ios])
             for r, (dec, tgt), w in zip(chunk, ios, weights):
-                pieces = [tokenizer.sp.id_to_piece(int(t)) for t in tgt]
-                writer.add(r["id"], w, dec, tgt, pieces, row_roles(tgt, lang_ids, eos))
+                pieces = [tokenizer.id_to_piece(int(t)) for t in tgt]
+                roles = row_roles(tgt, prompt_ids, eos, tokenizer.prompt_role)
+                writer.add(r["id"], w, dec, tgt, pieces, roles)
                 count += 1
     return count

@@ -27,7 +27,7 @@ The size (compactness) metric is in :mod:`caspes.explain.size`.
 
 from __future__ import annotations
 
-import csv
+import contextlib
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -50,9 +50,8 @@ from caspes.explain.maps import Selection, mean_attention, normalize_per_token, 
 from caspes.explain.selection import select_ids
 from caspes.explain.stores import SaliencyStore
 from caspes.features import FeatureReader
-from caspes.model.checkpoint import load_model
+from caspes.hf.loading import load_for_inference, load_tokenizer_for
 from caspes.model.inference import resolve_device
-from caspes.tokenizer import Tokenizer
 
 __all__ = [
     "UNITS",
@@ -105,11 +104,11 @@ def ranking(values: np.ndarray) -> np.ndarray:
     return np.argsort(-flat, kind="stable")
 
 
-def map_ranking(saliency: np.ndarray, unit: str, frames: int) -> np.ndarray:
+def map_ranking(saliency: np.ndarray, unit: str, frames: int, factor: int = 4) -> np.ndarray:
     """Ranking of one utterance's raw saliency map for a deletion ``unit``.
 
     ``cell``: (I, T, F) map -> T*F cells; ``frame``: (I, T') map -> T frames (nearest-neighbour
-    upsampling); ``encoder``: (I, T') map -> T' steps.  The map is normalised per token
+    upsampling by the model's subsampling ``factor``); ``encoder``: (I, T') map -> T' steps.  The map is normalised per token
     (:func:`caspes.explain.maps.normalize_per_token`) and averaged over all rows first.
     """
 
@@ -123,7 +122,7 @@ def map_ranking(saliency: np.ndarray, unit: str, frames: int) -> np.ndarray:
     if sentence.ndim != 1:
         raise ValueError(f"{unit} deletion needs an (I, T') map, got {np.shape(saliency)}")
     if unit == "frame":
-        return ranking(upsample_frames(sentence, frames))
+        return ranking(upsample_frames(sentence, frames, factor))
     if unit == "encoder":
         return ranking(sentence)
     raise ValueError(f"unit must be one of {UNITS}, got {unit!r}")
@@ -151,7 +150,11 @@ def deletion_map_spec(name: str) -> tuple[str, str]:
 
 
 def deletion_orders(
-    name: str, store_path: str | Any, frames: Mapping[str, int], ids: Sequence[str] | None = None
+    name: str,
+    store_path: str | Any,
+    frames: Mapping[str, int],
+    ids: Sequence[str] | None = None,
+    factor: int = 4,
 ) -> dict[str, np.ndarray]:
     """Ranking of every utterance of a store for the deletion map ``name``.
 
@@ -160,6 +163,7 @@ def deletion_orders(
         store_path: the saliency store (``smx*``, ``smh-p*``) or cross-attention store (``ca``).
         frames: input frames ``T`` per utterance id.
         ids: only these utterances (default: all of the store), e.g. the explained ones.
+        factor: input frames per encoder step of the model (ours 4, Whisper 2).
     """
 
     source, unit = deletion_map_spec(name)
@@ -169,13 +173,14 @@ def deletion_orders(
             for uid in store.ids if ids is None else ids:
                 att = store[uid].attention
                 everything = Selection("avg", "avg").pairs(*att.shape[:2])
-                orders[uid] = map_ranking(mean_attention(att, everything), unit, frames[uid])
+                orders[uid] = map_ranking(mean_attention(att, everything), unit, frames[uid], factor)
         return orders
     pooling = name.split("-", 1)[1] if name.startswith("smx-") else None
     with SaliencyStore(store_path) as store:
         for uid in store.ids if ids is None else ids:
             sal = store[uid].saliency
-            orders[uid] = map_ranking(pool_saliency(sal, pooling) if pooling else sal, unit, frames[uid])
+            pooled = pool_saliency(sal, pooling, factor) if pooling else sal
+            orders[uid] = map_ranking(pooled, unit, frames[uid], factor)
     return orders
 
 
@@ -189,22 +194,30 @@ def deletion_steps(step_percent: float = 5.0, max_percent: float = 100.0) -> lis
     return [k * step_percent for k in range(n + 1)]
 
 
-def delete_units(features: np.ndarray, order: np.ndarray, unit: str, percent: float) -> np.ndarray:
+def delete_units(
+    features: np.ndarray, order: np.ndarray, unit: str, percent: float, fill: np.ndarray | None = None
+) -> np.ndarray:
     """Copy of the (T, F) ``features`` with the ``floor(units * percent / 100)`` first units of
-    ``order`` zeroed (``cell``: cells of T*F, ``frame``: frames).  ``encoder`` deletion happens on
-    encoder states: see :class:`EncoderOcclusion` and :func:`encoder_keep`."""
+    ``order`` zeroed (``cell``: cells of T*F, ``frame``: frames), or set to the per-bin ``fill``
+    (F,) (an adapted model's per-bin mean).  ``encoder`` deletion happens on encoder states: see
+    :class:`EncoderOcclusion` and :func:`encoder_keep`."""
     x = np.array(features, dtype=np.float32, copy=True)
     t, f = x.shape
+    full = (
+        np.zeros((t, f), dtype=np.float32)
+        if fill is None
+        else np.broadcast_to(np.asarray(fill, np.float32), (t, f))
+    )
     if unit == "cell":
         n = math.floor(t * f * percent / 100)
         if order.shape != (t * f,):
             raise ValueError(f"a cell ranking needs {t * f} entries, got {order.shape}")
-        x.reshape(-1)[order[:n]] = 0.0
+        x.reshape(-1)[order[:n]] = full.reshape(-1)[order[:n]]
     elif unit == "frame":
         n = math.floor(t * percent / 100)
         if order.shape != (t,):
             raise ValueError(f"a frame ranking needs {t} entries, got {order.shape}")
-        x[order[:n]] = 0.0
+        x[order[:n]] = full[order[:n]]
     else:
         raise ValueError(f"unit must be 'cell' or 'frame' here, got {unit!r}")
     return x
@@ -318,13 +331,23 @@ def deletion_curve(
         raise ValueError(f"no ranking for utterances {missing[:5]}")
     prefixes = []
     for r in rows:
-        first = r["pieces"].split()[:1]
-        if not first or first[0] not in {f"<lang:{lang}>" for lang in tokenizer.langs}:
-            raise ValueError(f"{r['id']}: the pieces must start with a language tag, got {first}")
-        prefixes.append([tokenizer.sp.piece_to_id(first[0])])
+        pieces = r["pieces"].split()
+        n_prompt = tokenizer.split_prompt(pieces, where=r["id"])
+        prefixes.append([tokenizer.piece_to_id(p) for p in pieces[:n_prompt]])
     feats = {r["id"]: np.asarray(features[r["id"]]) for r in rows}
     n_frames = [feats[r["id"]].shape[0] for r in rows]
-    batches = make_decode_batches(n_frames, batch_frames, options.batch_size)
+    # An adapted model occludes with its features' per-bin mean and pads each deleted copy as the
+    # clean input (caspes.explain.spes.occlusion_context): one utterance per batch.
+    per_utterance = hasattr(model, "reference")
+    fills = {
+        uid: None if not per_utterance else model.occlusion_fill(torch.from_numpy(x)).numpy()
+        for uid, x in feats.items()
+    }
+    batches = (
+        [[i] for i in range(len(rows))]
+        if per_utterance
+        else make_decode_batches(n_frames, batch_frames, options.batch_size)
+    )
     runner = EncoderOcclusion(model) if unit == "encoder" else model
     percents = deletion_steps(step_percent)
     scores: list[float] = []
@@ -338,10 +361,19 @@ def deletion_curve(
                 opts = replace(options, batch_size=None)  # the masks follow the batch order
             else:
                 inputs = [
-                    delete_units(feats[rows[i]["id"]], orders[rows[i]["id"]], unit, perc) for i in batch
+                    delete_units(
+                        feats[rows[i]["id"]], orders[rows[i]["id"]], unit, perc, fills[rows[i]["id"]]
+                    )
+                    for i in batch
                 ]
                 opts = options
-            out = decode_batch(runner, inputs, [prefixes[i] for i in batch], opts)
+            context = (
+                model.reference(torch.from_numpy(feats[rows[batch[0]]["id"]]))
+                if per_utterance
+                else contextlib.nullcontext()
+            )
+            with context:
+                out = decode_batch(runner, inputs, [prefixes[i] for i in batch], opts)
             for i, ids in zip(batch, out):
                 hyps[i] = tokenizer.decode(ids)
         refs = [r["reference"] for r in rows]
@@ -360,8 +392,10 @@ def deletion_curve(
 
 
 def read_hypotheses(path: str | Path) -> pd.DataFrame:
-    """The decode stage's ``hyps.tsv`` as strings (no quoting, empty fields stay empty)."""
-    return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, quoting=csv.QUOTE_NONE)
+    """The decode stage's ``hyps.tsv`` as strings, empty fields staying empty. Quoting as
+    :func:`caspes.core.tsv.write_tsv` writes it (pandas' minimal quoting: a field holding a quote
+    character, as a byte-level BPE hypothesis may, is quoted there and unquoted here)."""
+    return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
 
 
 def deletion_to_files(
@@ -387,15 +421,16 @@ def deletion_to_files(
     every step to ``deleted_hyps_path``.
     """
     options, _ = split_decoding_settings(decoding)
-    model, _ = load_model(checkpoint, resolve_device(device))
+    model, own_tokenizer = load_for_inference(checkpoint, resolve_device(device))
     reader = FeatureReader(manifest)
     frames = {r["id"]: int(r["n_frames"]) for r in reader.rows}
     hyps = read_hypotheses(hyps_path)
     ids = select_ids(list(hyps["id"]), max_utterances)  # the explained utterances, in manifest order
-    orders = deletion_orders(map_name, map_paths, frames, ids)
+    factor = int(getattr(model.dims, "subsampling", 4))  # ours: 4 (ModelDimensions has no field)
+    orders = deletion_orders(map_name, map_paths, frames, ids, factor)
     rows = [r for r in hyps.to_dict("records") if r["id"] in orders]
     res = deletion_curve(
-        model, Tokenizer(tokenizer_path), reader, rows, orders, deletion_map_spec(map_name)[1], task,
+        model, load_tokenizer_for(tokenizer_path, own_tokenizer), reader, rows, orders, deletion_map_spec(map_name)[1], task,
         options, settings["step_percent"], settings["batch_frames"], progress=True,
     )  # fmt: skip
     curve = pd.DataFrame({"percent": res.percents, "score": res.scores})

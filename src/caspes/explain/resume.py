@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from caspes.core.atomic import atomic_open
+from caspes.core.atomic import atomic_open, sha256_file
 
 __all__ = ["PartialStore", "partial_root", "run_key", "inputs_digest", "source_digest"]
 
@@ -48,14 +48,6 @@ def partial_root(shard_store: str | Path) -> Path:
     shards = Path(shard_store).parent
     name = shards.name[: -len(".shards")] if shards.name.endswith(".shards") else shards.name
     return shards.with_name(f"{name}.partial")
-
-
-def _sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @cache
@@ -74,7 +66,7 @@ def run_key(kind: str, options: Any, checkpoint: str | Path, device: torch.devic
     parts = {
         "kind": kind,
         "options": dataclasses.asdict(options),
-        "checkpoint": _sha256_file(checkpoint),
+        "checkpoint": sha256_file(checkpoint),
         "device": torch.device(device).type,
         "torch": torch.__version__,
         "source": source_digest(),

@@ -28,7 +28,7 @@ from caspes.explain.selection import select_ids, shard_ids
 from caspes.explain.spes import OcclusionOptions, explain_encoder, explain_input
 from caspes.explain.stores import _FIELDS, KINDS, SaliencyRecord, SaliencyStoreWriter
 from caspes.features import FeatureReader
-from caspes.model.checkpoint import load_model
+from caspes.hf.loading import load_for_inference
 from caspes.model.inference import resolve_device
 
 __all__ = ["explain_shard", "gather_shards", "explain_shard_to_files", "gather_shards_to_files"]
@@ -79,7 +79,7 @@ def explain_shard(
     if kind == "input" and segments_path is None:
         raise ValueError("SM^X needs a segmentation store")
     dev = resolve_device(device)
-    model, _ = load_model(checkpoint, dev)
+    model, _ = load_for_inference(checkpoint, dev)
     reader = FeatureReader(manifest)
     xattn = CrossAttentionStore(xattn_path)
     segments = SegmentationStore(segments_path) if kind == "input" else None

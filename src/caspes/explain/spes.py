@@ -29,6 +29,7 @@ CPU and CUDA generators differ).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 from collections.abc import Sequence
@@ -124,6 +125,18 @@ def _features_tensor(
     if not bool(torch.isfinite(x).all()):
         raise ValueError("features contain NaN or inf")
     return x.to(device=device, dtype=dtype)
+
+
+def occlusion_context(model: Any, x: Tensor) -> tuple[Tensor | None, Any]:
+    """(fill, context) for occluding the clean (T, F) input ``x`` of ``model``.
+
+    Our models: fill None (occluded cells become 0, the utterance-CMVN mean) and no context. An
+    adapted Hugging Face model (:mod:`caspes.hf.adapter`): fill = the utterance's per-bin mean of
+    the model's own features, and a context in which every masked copy is padded as the clean
+    input is (Whisper's fixed window)."""
+    fill = model.occlusion_fill(x) if hasattr(model, "occlusion_fill") else None
+    context = model.reference(x) if hasattr(model, "reference") else contextlib.nullcontext()
+    return fill, context
 
 
 def clean_log_probs(
@@ -229,12 +242,17 @@ def explain_input(
     counts = torch.zeros(t * f, dtype=torch.float64, device=device)
     flat_x = x.reshape(-1)
     used_batch = 0
-    with eval_mode(model), torch.inference_mode():
+    fill, context = occlusion_context(model, x)
+    flat_fill = None if fill is None else fill.expand(t, f).reshape(-1)
+    with eval_mode(model), torch.inference_mode(), context:
         clean, _ = clean_log_probs(model, x, dec, options.autocast_bf16)
 
         def score(keep_cells: Tensor) -> Tensor:  # (b, T*F) bool -> (b, I) KL
             b = keep_cells.size(0)
-            batch = (flat_x * keep_cells.to(dtype)).view(b, t, f)
+            if flat_fill is None:
+                batch = (flat_x * keep_cells.to(dtype)).view(b, t, f)
+            else:
+                batch = torch.where(keep_cells, flat_x, flat_fill).view(b, t, f)
             lengths = torch.full((b,), t, device=device)
             with autocast_bf16(device, options.autocast_bf16):
                 enc = model.encode(batch, lengths)
@@ -288,15 +306,19 @@ def explain_encoder(
     dec = _decoder_tensor(decoder_input, dims, device)
     n_rows = dec.size(1)
     gen = torch.Generator(device=device).manual_seed(utterance_seed(options.seed, uid))
-    with eval_mode(model), torch.inference_mode():
+    _, context = occlusion_context(model, x)
+    with eval_mode(model), torch.inference_mode(), context:
         clean, enc = clean_log_probs(model, x, dec, options.autocast_bf16)
-        states = enc.states  # (1, T', D)
-        t_enc = states.size(1)
+        states = enc.states  # (1, T'', D): T'' > T' for a fixed-window model, whose padding is kept
+        t_enc = int(enc.lengths[0])  # real encoder steps: only these are occluded and scored
+        pad_steps = states.size(1) - t_enc
         keep = torch.rand(options.n_masks, t_enc, generator=gen, device=device) >= options.p  # (N, T')
         numerator = torch.zeros(n_rows, t_enc, dtype=torch.float64, device=device)
 
         def score(k: Tensor) -> Tensor:
             b = k.size(0)
+            if pad_steps:
+                k = torch.cat([k, torch.ones(b, pad_steps, dtype=k.dtype, device=device)], dim=1)
             masked = states * k.unsqueeze(-1).to(states.dtype)
             lengths = torch.full((b,), t_enc, device=device)
             with autocast_bf16(device, options.autocast_bf16):

@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from caspes.tokenizer import BOS_ID
+
 __all__ = [
     "resolve_device",
     "autocast_bf16",
@@ -18,6 +20,7 @@ __all__ = [
     "eval_mode",
     "as_batch",
     "check_decoder_input",
+    "never_generated",
 ]
 
 
@@ -81,6 +84,15 @@ def as_batch(
     for i, a in enumerate(arrays):
         batch[i, : a.shape[0]] = torch.from_numpy(np.ascontiguousarray(a)).to(dtype)
     return batch.to(device), lens.to(device)
+
+
+def never_generated(dims: Any) -> list[int]:
+    """Token ids a search never chooses: ``dims.suppress_ids`` when the model gives them (an adapted
+    Hugging Face model: its special tokens but EOS), else PAD and ``<s>`` (the CTC blank)."""
+    ids = getattr(dims, "suppress_ids", None)
+    if ids is not None:
+        return sorted(int(i) for i in ids)
+    return sorted({dims.pad_id, BOS_ID} - {dims.eos_id})
 
 
 # --------------------------------------------------------------------------- extraction

@@ -31,9 +31,11 @@ def figure_maps(
     pooling: str = "max2d",
     ca_norm: str = "frame",
     sm_norm: str = "token",
+    factor: int = 4,
 ) -> dict:
     """The maps one figure shows for the ``index``-th explained utterance, content rows only, each
-    normalised as it is correlated: CA (all layers and heads), SM^H, and SM^X (full, and pooled)."""
+    normalised as it is correlated: CA (all layers and heads), SM^H, and SM^X (full, and pooled
+    to the encoder grid of the model's subsampling ``factor``)."""
 
     with SaliencyStore(smh_path) as smh_store, CrossAttentionStore(xattn_path) as xattn:
         if not 0 <= index < len(smh_store):
@@ -55,7 +57,7 @@ def figure_maps(
         with SaliencyStore(smx_path) as smx_store:
             smx = smx_store[uid].saliency[keep]
         out["smx"] = normalize_per_token(smx)
-        out["smx_pooled"] = normalise(pool_saliency(smx, pooling), sm_norm)
+        out["smx_pooled"] = normalise(pool_saliency(smx, pooling, factor), sm_norm)
     return out
 
 

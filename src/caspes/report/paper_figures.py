@@ -54,6 +54,7 @@ def utterance_figure(
     utterance: int,
     out_prefix: str | Path,
     pooling: str = "max2d",
+    factor: int = 4,
 ) -> list[Path]:
     """Figure 2 (``name`` ``fig2``: SM^X pooled with ``pooling``, SM^H and CA, stacked) or Figure 3
     (``fig3``: the full-resolution SM^X of each token) of the ``utterance``-th explained utterance
@@ -61,7 +62,7 @@ def utterance_figure(
     if name not in ("fig2", "fig3"):
         raise ValueError(f"utterance_figure draws fig2 or fig3, not {name!r}")
     run = _store_run(xattn)
-    m = figure_maps(xattn, smh, utterance, smx, pooling)
+    m = figure_maps(xattn, smh, utterance, smx, pooling, factor=factor)
     title = f"{run.model} {run.direction} {run.split}: {m['id']}"
     if name == "fig3":
         return plot_token_spectrograms(m["smx"], m["tokens"], out_prefix, title=title)
@@ -70,11 +71,15 @@ def utterance_figure(
         ("SM^H", m["smh"]),
         ("CA (all layers and heads)", m["ca"]),
     ]
-    return plot_maps(panels, m["tokens"], out_prefix, title=title)
+    return plot_maps(panels, m["tokens"], out_prefix, title=title, frame_seconds=0.01 * factor)
 
 
 def languages_figure(
-    xattn: Sequence[str | Path], smh: Sequence[str | Path], utterance: int, out_prefix: str | Path
+    xattn: Sequence[str | Path],
+    smh: Sequence[str | Path],
+    utterance: int,
+    out_prefix: str | Path,
+    factor: int = 4,
 ) -> list[Path]:
     """Figure 4: one grid row per source language, CA and SM^H of the ``utterance``-th explained
     utterance of each of its runs side by side (``xattn[k]`` and ``smh[k]`` of the same run; short
@@ -91,7 +96,7 @@ def languages_figure(
     width = max(len(cells) for cells in by_src.values())
     rows = [cells + [None] * (width - len(cells)) for cells in by_src.values()]
     title = f"{run.model} {run.split}: utterance {utterance} of each source language"
-    return plot_grid(rows, out_prefix, title=title)
+    return plot_grid(rows, out_prefix, title=title, frame_seconds=0.01 * factor)
 
 
 def make_figure(
@@ -101,21 +106,22 @@ def make_figure(
     utterance: int = 0,
     pooling: str = "max2d",
     bootstrap: Mapping[str, object] | None = None,
+    factor: int = 4,
 ) -> list[Path]:
     """Rule ``paper_figure``: draw figure ``name`` (one of :data:`FIGURES`) as ``out_png`` and the
     PDF beside it. ``inputs`` as the rule hands them over: ``timestamps`` (TSVs) for the timestamps
     figure; else ``xattn``, ``smh`` and ``smx`` stores, one per run (fig2 and fig3 use the first run,
     fig4 every run and no SM^X). ``utterance`` indexes the explained utterances, ``pooling`` is
-    SM^X's in Figure 2, ``bootstrap`` the interval settings of the timestamps bars. Returns the PNG
-    and PDF paths."""
+    SM^X's in Figure 2, ``bootstrap`` the interval settings of the timestamps bars, ``factor`` the
+    shown model's subsampling (encoder step = ``factor`` x 10 ms). Returns the PNG and PDF paths."""
     prefix = Path(out_png).with_suffix("")
     if name == "timestamps":
         paths = timestamps_figure(inputs["timestamps"], prefix, bootstrap or {})
     elif name in ("fig2", "fig3"):
         xattn, smh, smx = inputs["xattn"][0], inputs["smh"][0], inputs["smx"][0]
-        paths = utterance_figure(name, xattn, smh, smx, utterance, prefix, pooling)
+        paths = utterance_figure(name, xattn, smh, smx, utterance, prefix, pooling, factor)
     elif name == "fig4":
-        paths = languages_figure(inputs["xattn"], inputs["smh"], utterance, prefix)
+        paths = languages_figure(inputs["xattn"], inputs["smh"], utterance, prefix, factor)
     else:
         raise ValueError(f"unknown figure {name!r} (known: {', '.join(FIGURES)})")
     log.info("wrote %s.png and .pdf", prefix)
