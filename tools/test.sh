@@ -30,6 +30,15 @@ for cfg in config.yaml configs/ci.yaml configs/europarl.yaml; do
   snakemake -n --quiet --nolock --configfile "$cfg" > /dev/null
   echo "dry-run ok: $cfg"
 done
+# The configs that name a Hugging Face folder, over tiny models built offline in a scratch study.
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+$PYTHON -m caspes.hf.tiny "$scratch/tiny_models" > /dev/null 2>&1
+mkdir -p "$scratch/models" && ln -s "$scratch/tiny_models/whisper" "$scratch/models/whisper-small"
+snakemake -n --quiet --nolock -s Snakefile -d "$scratch" --configfile "$PWD/configs/ci.yaml" "$PWD/configs/ci_hf.yaml" > /dev/null
+echo "dry-run ok: configs/ci.yaml + configs/ci_hf.yaml"
+snakemake -n --quiet --nolock -s Snakefile -d "$scratch" --configfile "$PWD/configs/whisper.yaml" > /dev/null
+echo "dry-run ok: configs/whisper.yaml (over config.yaml)"
 
 # The configs/ci.yaml study through a real single-node SLURM (about 25 minutes; needs root for
 # apt-get and the daemons). SLURM=0 skips it.

@@ -123,6 +123,36 @@ def test_misspelt_config_key_stops_before_any_job(tmp_path):
     assert not (tmp_path / "results").exists()
 
 
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ("path: nowhere", r"models.mine.path: \S*nowhere is not a folder"),
+        ("path: .", r"models.mine.path: \S* has no config.json"),
+        (
+            "path: hf\n    attn_implementation: sdpa",
+            "models.mine.attn_implementation: 'sdpa' does not return",
+        ),
+    ],
+)
+def test_bad_own_model_stops_before_any_job(tmp_path, entry, message):
+    import re
+
+    from caspes.hf.tiny import build_tiny_speech2text
+
+    if "hf" in entry:
+        build_tiny_speech2text(tmp_path / "hf")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        f"models:\n  mine:\n    source: huggingface\n    languages: [en]\n    tasks: [asr]\n    {entry}\n"
+    )
+    cmd = ["snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path), "-n",
+           "--configfile", str(ROOT / "configs" / "ci.yaml"), str(bad)]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert re.search(message, proc.stdout + proc.stderr), (proc.stdout + proc.stderr)[-2000:]
+    assert not (tmp_path / "results").exists()
+
+
 def test_word_spans_hold_the_speech_energy(data_run):
     """Ground-truth word times: frames inside word spans carry far more energy than pauses."""
     data = data_run / "results" / "data" / "synthetic"
@@ -423,3 +453,52 @@ def test_costliest_training_is_scheduled_first(tmp_path):
         > train["model=base, stage=asr"]
         > 0
     )
+
+
+def test_own_models_run_through_the_whole_dag(data_run, tmp_path):
+    """configs/ci_hf.yaml over the finished CI study: tiny Whisper and Speech2Text folders built
+    offline go through features, decoding, SM^X, SM^H, deletion, correlations and the tables; our
+    models' results are not recomputed."""
+    from caspes.decode.xattn import CrossAttentionStore
+    from caspes.explain.stores import SaliencyStore
+    from caspes.hf.tiny import build_tiny_speech2text, build_tiny_whisper
+
+    study = _copy_study(data_run, tmp_path / "study")
+    build_tiny_whisper(study / "tiny_models" / "whisper")
+    build_tiny_speech2text(study / "tiny_models" / "speech2text")
+    overlay = (ROOT / "configs" / "ci_hf.yaml",)
+    ours = [
+        study / "results" / "base" / "train" / "checkpoint.pt",
+        *sorted((study / "results" / "small").glob("*/test/*.zip")),
+        *sorted((study / "results" / "large").glob("*/test/saliency/*.zip")),
+        *sorted((study / "results" / "base").glob("*/*/correlation/*.tsv")),
+    ]
+    before = {p: p.stat().st_mtime_ns for p in ours}
+    proc = _snakemake(study, overlays=overlay)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert len(before) > 10 and {p: p.stat().st_mtime_ns for p in ours} == before
+    res = study / "results"
+    for name, factor in (("whisper", 2), ("speech2text", 4)):
+        run = res / name / "en-en" / "test"
+        feats = FeatureReader(res / name / "features" / "en" / "test.tsv")
+        assert not feats.cmvn and feats.rows[0]["features"].endswith("FeatureExtractor")
+        hyps = pd.read_csv(run / "hyps.tsv", sep="\t", dtype=str, keep_default_na=False)
+        assert len(hyps) == len(feats)
+        with (
+            CrossAttentionStore(run / "xattn.zip") as xattn,
+            SaliencyStore(run / "saliency" / "smx.zip") as smx,
+        ):
+            for uid in smx.ids:
+                rec, sal = xattn[uid], smx[uid]
+                frames = int(next(r for r in feats.rows if r["id"] == uid)["n_frames"])
+                assert rec.encoder_length == -(-frames // factor)
+                assert sal.saliency.shape[1:] == (frames, 80)  # real frames only, never the padding
+                if name == "whisper":
+                    assert rec.roles[:3] == ["prompt"] * 3 and rec.pieces[0] == "<|en|>"
+        for kind in ("correlation", "deletion", "size"):
+            assert (run / kind / "smx.tsv").stat().st_size > 0
+    t3 = pd.read_csv(res / "paper" / "table3.csv")
+    assert {"whisper", "speech2text"} <= set(t3["model"])
+    t5 = pd.read_csv(res / "paper" / "table5.csv")
+    theirs = t5[t5["model"].isin(["whisper", "speech2text"])]
+    assert len(theirs) == 2 and theirs["WER"].notna().all() and theirs["SM^X deletion"].notna().all()

@@ -20,6 +20,7 @@ rule correlate:
     params:
         ca_norm=ANALYSIS["ca_norm"],
         sm_norm=ANALYSIS["sm_norm"],
+        subsampling=get_subsampling,
     script:
         "../scripts/correlate.py"
 
@@ -30,6 +31,7 @@ rule timestamps:
         manifest=get_decode_manifest,
         smx="results/{model}/{src}-{tgt}/{split}/saliency/smx.zip",
         smh=f"results/{{model}}/{{src}}-{{tgt}}/{{split}}/saliency/smh-p{P_H}.zip",
+        tokenizer=get_model_tokenizer,
     output:
         "results/{model}/{src}-{tgt}/{split}/timestamps.tsv",
     log:
@@ -46,5 +48,6 @@ rule timestamps:
         pooling=ANALYSIS["pooling"],
         ca_norm=ANALYSIS["ca_norm"],
         sm_norm=ANALYSIS["sm_norm"],
+        subsampling=get_subsampling,
     script:
         "../scripts/timestamps.py"

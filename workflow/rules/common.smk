@@ -12,6 +12,7 @@ from caspes.core.config import SCHEMA_PATH, check_config  # noqa: E402
 from caspes.core.runlog import export_source_path  # noqa: E402
 from caspes.decode.options import decoding_result_settings  # noqa: E402
 from caspes.explain.options import OcclusionOptions, SegmentationOptions  # noqa: E402
+from caspes.hf.card import check_hf_entry, hf_folder_files, is_hf_entry  # noqa: E402
 from caspes.train.config import split_runtime, stage_settings  # noqa: E402
 
 validate(config, str(SCHEMA_PATH))
@@ -28,6 +29,21 @@ SPLITS = DATA["splits"]
 TOKENIZERS = list(config["tokenizers"])
 MODELS = config["models"]
 STAGES = ["asr", "asr_st"]
+# The user's own Hugging Face models (checked against their folders now, before any job runs) and
+# the models trained here.
+HF_CARDS = {
+    name: {
+        **check_hf_entry(name, entry, DATA),
+        "targets": sorted(
+            {DATA["translation"][lang] for lang in entry["languages"]}
+            if "st" in entry["tasks"]
+            else set()
+        ),
+    }
+    for name, entry in MODELS.items()
+    if is_hf_entry(entry)
+}
+TRAINED = [name for name in MODELS if name not in HF_CARDS]
 
 
 wildcard_constraints:
@@ -68,7 +84,7 @@ def train_outputs():
     """The final (averaged) checkpoint of every model and its greedy dev-set quality."""
     return expand(
         "results/{model}/train/{name}",
-        model=MODELS,
+        model=TRAINED,
         name=["checkpoint.pt", "greedy_dev.tsv"],
     )
 
@@ -145,9 +161,32 @@ def get_model_manifests(split):
 
 
 def get_model_tokenizer(wildcards):
+    if wildcards.model in HF_CARDS:
+        return f"results/{wildcards.model}/model.json"  # the model's own tokenizer
     return (
         f"results/data/{CORPUS}/tokenizer/{MODELS[wildcards.model]['tokenizer']}.model"
     )
+
+
+def get_checkpoint(wildcards):
+    """What the model is loaded from: our averaged checkpoint, or a Hugging Face model's card."""
+    if wildcards.model in HF_CARDS:
+        return f"results/{wildcards.model}/model.json"
+    return f"results/{wildcards.model}/train/checkpoint.pt"
+
+
+def get_subsampling(wildcards):
+    """Input frames per encoder step: 4 for ours, the adapted model's own (Whisper 2)."""
+    card = HF_CARDS.get(wildcards.model)
+    return card["subsampling"] if card else 4
+
+
+def get_hf_folder_files(wildcards):
+    return hf_folder_files(HF_CARDS[wildcards.model]["path"])
+
+
+def get_hf_card(wildcards):
+    return HF_CARDS[wildcards.model]
 
 
 def model_stages(model):
@@ -234,6 +273,10 @@ def get_decode_manifest(wildcards):
             f"model '{wildcards.model}' is not trained for {wildcards.src}-{wildcards.tgt} "
             f"(directions: {model_directions(wildcards.model)})"
         )
+    if wildcards.model in HF_CARDS:  # the model's own features
+        return (
+            f"results/{wildcards.model}/features/{wildcards.src}/{wildcards.split}.tsv"
+        )
     return f"results/data/{CORPUS}/{wildcards.src}/{wildcards.split}.fbank.tsv"
 
 
@@ -274,6 +317,8 @@ def explain_outputs():
 
 
 def get_segments(wildcards):
+    if wildcards.model in HF_CARDS:
+        return f"results/{wildcards.model}/features/{wildcards.src}/{wildcards.split}.segments.zip"
     return f"results/data/{CORPUS}/{wildcards.src}/{wildcards.split}.segments.zip"
 
 
@@ -454,6 +499,18 @@ def get_figure_inputs(wildcards):
         "smx": [],
         "smh": [f"{r}/saliency/smh-p{P_H}.zip" for r in runs],
     }
+
+
+def get_figure_subsampling(wildcards):
+    """The subsampling of the model a figure shows (the timestamps bars show none: 4, unused)."""
+    if wildcards.figure in ("fig2", "fig3"):
+        model = ABLATION or list(MODELS)[0]
+    elif wildcards.figure == "fig4":
+        model = figure_model()
+    else:
+        return 4
+    card = HF_CARDS.get(model)
+    return card["subsampling"] if card else 4
 
 
 def claims_correlations():

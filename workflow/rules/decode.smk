@@ -3,7 +3,7 @@
 
 rule decode:
     input:
-        checkpoint="results/{model}/train/checkpoint.pt",
+        checkpoint=get_checkpoint,
         tokenizer=get_model_tokenizer,
         manifest=get_decode_manifest,
     output:

@@ -31,7 +31,7 @@ rule segment_spectrograms:
 
 rule explain_input:
     input:
-        checkpoint="results/{model}/train/checkpoint.pt",
+        checkpoint=get_checkpoint,
         manifest=get_decode_manifest,
         xattn="results/{model}/{src}-{tgt}/{split}/xattn.zip",
         segments=get_segments,
@@ -59,7 +59,7 @@ rule explain_input:
 
 rule explain_encoder:
     input:
-        checkpoint="results/{model}/train/checkpoint.pt",
+        checkpoint=get_checkpoint,
         manifest=get_decode_manifest,
         xattn="results/{model}/{src}-{tgt}/{split}/xattn.zip",
     output:
@@ -106,7 +106,7 @@ rule gather_saliency:
 
 rule deletion:
     input:
-        checkpoint="results/{model}/train/checkpoint.pt",
+        checkpoint=get_checkpoint,
         tokenizer=get_model_tokenizer,
         manifest=get_decode_manifest,
         hyps="results/{model}/{src}-{tgt}/{split}/hyps.tsv",

@@ -44,6 +44,7 @@ rule paper_figure:
         utterance=ANALYSIS["figure_utterance"],
         pooling=ANALYSIS["pooling"],
         bootstrap={**ANALYSIS["bootstrap"], "seed": config["seed"]},
+        subsampling=get_figure_subsampling,
     script:
         "../scripts/paper_figure.py"
 

@@ -7,5 +7,5 @@ snakemake = snakemake  # type: ignore[name-defined]  # noqa: F821 - injected by 
 setup_rule_logging(snakemake.log[0])
 p = snakemake.params
 correlations_to_file(
-    snakemake.input.xattn, snakemake.input.saliency, snakemake.output[0], p.ca_norm, p.sm_norm
+    snakemake.input.xattn, snakemake.input.saliency, snakemake.output[0], p.ca_norm, p.sm_norm, p.subsampling
 )

@@ -14,4 +14,5 @@ make_figure(
     utterance=p.utterance,
     pooling=p.pooling,
     bootstrap=p.bootstrap,
+    factor=p.subsampling,
 )
