@@ -38,7 +38,7 @@ mkdir -p "$scratch/models" && ln -s "$scratch/tiny_models/whisper" "$scratch/mod
 snakemake -n --quiet --nolock -s Snakefile -d "$scratch" --configfile "$PWD/configs/ci.yaml" "$PWD/configs/ci_hf.yaml" > /dev/null
 echo "dry-run ok: configs/ci.yaml + configs/ci_hf.yaml"
 snakemake -n --quiet --nolock -s Snakefile -d "$scratch" --configfile "$PWD/configs/whisper.yaml" > /dev/null
-echo "dry-run ok: configs/whisper.yaml (over config.yaml)"
+echo "dry-run ok: configs/whisper.yaml"
 
 # The configs/ci.yaml study through a real single-node SLURM (about 25 minutes; needs root for
 # apt-get and the daemons). SLURM=0 skips it.
