@@ -14,6 +14,7 @@ import torch
 from caspes.core.config import ConfigError
 from caspes.decode.beam import beam_search_nbest
 from caspes.decode.options import DecodingOptions
+from caspes.decode.run import decode_batch
 from caspes.decode.xattn import extract_cross_attention_batch
 from caspes.explain.deletion import delete_units
 from caspes.explain.options import OcclusionOptions
@@ -346,3 +347,34 @@ def test_whisper_pieces_group_into_words_for_timestamps(whisper):
     groups = group_words(pieces, tok.word_start)
     assert words_text(pieces, groups, tok.pieces_to_text) == ["the", "sea", "shore"]
     assert words_text(["▁the", "▁ca", "t"], group_words(["▁the", "▁ca", "t"])) == ["the", "cat"]
+
+
+@pytest.mark.parametrize("unit", ["cell", "frame", "encoder"])
+def test_deletion_curve_runs_on_an_adapted_model(whisper, unit):
+    """Every step re-decodes each utterance alone, occluded with its per-bin mean and padded as
+    the clean input; at 0% the hypotheses are the clean decoding's."""
+    from caspes.explain.deletion import deletion_curve
+
+    tok = whisper.tokenizer
+    options = DecodingOptions(beam_size=2, max_len_b=5)
+    feats = {f"u{k}": f for k, f in enumerate(whisper.feats)}
+    with torch.inference_mode():
+        clean = [decode_batch(whisper.model, [f], [whisper.prompt], options)[0] for f in whisper.feats]
+    rows = [
+        {
+            "id": uid,
+            "reference": "the sea",
+            "pieces": " ".join(tok.id_to_piece(i) for i in [*whisper.prompt, *ids]),
+        }
+        for uid, ids in zip(feats, clean)
+    ]
+    size = {
+        "cell": lambda f: f.size,
+        "frame": lambda f: f.shape[0],
+        "encoder": lambda f: -(-f.shape[0] // 2),
+    }[unit]
+    orders = {uid: np.arange(size(f))[::-1].copy() for uid, f in feats.items()}
+    res = deletion_curve(whisper.model, tok, feats, rows, orders, unit, "asr", options, step_percent=50)
+    assert res.percents == [0, 50, 100] and len(res.scores) == 3
+    at_zero = [h["hypothesis"] for h in res.hypotheses if h["percent"] == "0"]
+    assert at_zero == [tok.decode(ids) for ids in clean]

@@ -48,6 +48,7 @@ from caspes.decode.run import decode_batch, make_decode_batches
 from caspes.decode.xattn import CrossAttentionStore
 from caspes.explain.maps import Selection, mean_attention, normalize_per_token, pool_saliency
 from caspes.explain.selection import select_ids
+from caspes.explain.spes import occlusion_context
 from caspes.explain.stores import SaliencyStore
 from caspes.features import FeatureReader
 from caspes.hf.loading import load_for_inference, load_tokenizer_for
@@ -253,7 +254,9 @@ class EncoderOcclusion(nn.Module):
         enc = self.model.encode(features, lengths)
         if self._masks is None or len(self._masks) != enc.states.size(0):
             raise RuntimeError("EncoderOcclusion.set_masks must give one mask per utterance of the batch")
-        keep = torch.zeros(enc.states.shape[:2], dtype=enc.states.dtype, device=enc.states.device)
+        # Steps beyond an utterance's length are kept as they are: 0 and masked for our models, the
+        # fixed-window padding an adapted Whisper's decoder attends to (caspes.hf.adapter).
+        keep = torch.ones(enc.states.shape[:2], dtype=enc.states.dtype, device=enc.states.device)
         for b, (m, t) in enumerate(zip(self._masks, enc.lengths.tolist())):
             if m.shape != (t,):
                 raise ValueError(f"encoder mask {b} has {m.shape[0]} steps, the utterance has T'={t}")
@@ -338,11 +341,10 @@ def deletion_curve(
     n_frames = [feats[r["id"]].shape[0] for r in rows]
     # An adapted model occludes with its features' per-bin mean and pads each deleted copy as the
     # clean input (caspes.explain.spes.occlusion_context): one utterance per batch.
-    per_utterance = hasattr(model, "reference")
-    fills = {
-        uid: None if not per_utterance else model.occlusion_fill(torch.from_numpy(x)).numpy()
-        for uid, x in feats.items()
-    }
+    clean = {uid: torch.from_numpy(x) for uid, x in feats.items()}
+    fills = {uid: occlusion_context(model, x)[0] for uid, x in clean.items()}
+    fills = {uid: None if fill is None else fill.numpy() for uid, fill in fills.items()}
+    per_utterance = any(fill is not None for fill in fills.values())
     batches = (
         [[i] for i in range(len(rows))]
         if per_utterance
@@ -367,12 +369,9 @@ def deletion_curve(
                     for i in batch
                 ]
                 opts = options
-            context = (
-                model.reference(torch.from_numpy(feats[rows[batch[0]]["id"]]))
-                if per_utterance
-                else contextlib.nullcontext()
-            )
-            with context:
+            # a fresh context per batch (a context manager is entered once)
+            context = occlusion_context(model, clean[rows[batch[0]]["id"]])[1] if per_utterance else None
+            with context or contextlib.nullcontext():
                 out = decode_batch(runner, inputs, [prefixes[i] for i in batch], opts)
             for i, ids in zip(batch, out):
                 hyps[i] = tokenizer.decode(ids)

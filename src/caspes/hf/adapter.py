@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -220,11 +220,3 @@ class HFSpeechModel(nn.Module):
 
     def num_parameters(self, trainable_only: bool = False) -> int:
         return sum(p.numel() for p in self.hf.parameters() if p.requires_grad or not trainable_only)
-
-
-def suppressed_ids(tokenizer: Any, eos_id: int, extra: Sequence[int] = ()) -> tuple[int, ...]:
-    """Every special or added token id but EOS (never generated: prompts are forced)."""
-    ids = set(int(i) for i in tokenizer.all_special_ids) | set(int(i) for i in extra)
-    ids |= {int(i) for i in tokenizer.get_added_vocab().values()}
-    ids.discard(int(eos_id))
-    return tuple(sorted(ids))

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from caspes.core.config import ConfigError
-from caspes.hf.adapter import HFDims, HFSpeechModel, suppressed_ids
+from caspes.hf.adapter import HFDims, HFSpeechModel
 from caspes.hf.card import read_model_card
 from caspes.hf.tokenizer import HFTokenizer
 from caspes.model.checkpoint import load_model
@@ -29,7 +29,7 @@ def load_hf_model(
     card: dict[str, Any], device: torch.device | str = "cpu"
 ) -> tuple[HFSpeechModel, HFTokenizer]:
     """The adapter and tokenizer of a model card, from its local folder (nothing is downloaded)."""
-    from transformers import AutoFeatureExtractor, AutoModelForSpeechSeq2Seq, AutoTokenizer
+    from transformers import AutoFeatureExtractor, AutoModelForSpeechSeq2Seq
 
     path, trust = card["path"], card["trust_remote_code"]
     key = f"models.{card.get('name', '?')}"
@@ -45,7 +45,7 @@ def load_hf_model(
             "no cross-attention weights; caspes needs eager attention"
         )
     extractor = AutoFeatureExtractor.from_pretrained(path, local_files_only=True, trust_remote_code=trust)
-    tok = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=trust)
+    tokenizer = HFTokenizer(card, _auto_tokenizer(card))
     cfg = hf.config
     eos = int(cfg.eos_token_id)
     pad = cfg.pad_token_id
@@ -61,7 +61,7 @@ def load_hf_model(
         decoder_layers=int(cfg.decoder_layers),
         decoder_heads=int(cfg.decoder_attention_heads),
         subsampling=int(card["subsampling"]),
-        suppress_ids=suppressed_ids(tok, eos, extra=[start, pad]),
+        suppress_ids=tuple(sorted((tokenizer.special_ids | {start, pad}) - {eos})),
         input_frames=2 * int(cfg.max_source_positions) if card.get("fixed_window") else None,
     )
     model = HFSpeechModel(hf, card, dims).to(device).eval()
@@ -72,7 +72,7 @@ def load_hf_model(
         model.num_parameters(),
         dims.subsampling,
     )
-    return model, HFTokenizer(card, tok)
+    return model, tokenizer
 
 
 def load_for_inference(path: str | Path, device: torch.device | str = "cpu") -> tuple[Any, Any]:
@@ -90,11 +90,14 @@ def load_tokenizer_for(tokenizer_path: str | Path, loaded: Any = None) -> Any:
     if loaded is not None:
         return loaded
     if is_model_card(tokenizer_path):
-        from transformers import AutoTokenizer
-
         card = read_model_card(tokenizer_path)
-        tok = AutoTokenizer.from_pretrained(
-            card["path"], local_files_only=True, trust_remote_code=card["trust_remote_code"]
-        )
-        return HFTokenizer(card, tok)
+        return HFTokenizer(card, _auto_tokenizer(card))
     return Tokenizer(tokenizer_path)
+
+
+def _auto_tokenizer(card: dict[str, Any]) -> Any:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(
+        card["path"], local_files_only=True, trust_remote_code=card["trust_remote_code"]
+    )

@@ -29,17 +29,11 @@ def word_start_marker(pieces: Sequence[str]) -> str:
 
 
 class HFTokenizer:
-    """Tokenizer of a model card's folder (``AutoTokenizer``, local files only)."""
+    """Tokenizer of a model card's folder (the ``AutoTokenizer`` :mod:`caspes.hf.loading` loads)."""
 
     prompt_role = PROMPT_ROLE
 
-    def __init__(self, card: dict[str, Any], tokenizer: Any = None) -> None:
-        if tokenizer is None:
-            from transformers import AutoTokenizer
-
-            tokenizer = AutoTokenizer.from_pretrained(
-                card["path"], local_files_only=True, trust_remote_code=card["trust_remote_code"]
-            )
+    def __init__(self, card: dict[str, Any], tokenizer: Any) -> None:
         self.tok = tokenizer
         self.card = card
         self.path = Path(card["path"])
@@ -52,6 +46,7 @@ class HFTokenizer:
         }
         self.special_ids.discard(self.eos_id)
         self.word_start = word_start_marker(list(self._vocab))
+        self._prompt_token_ids: set[int] | None = None
 
     def pieces_to_text(self, pieces: Sequence[str]) -> str:
         """Text of pieces (a word's, for the timestamp analysis), as the tokenizer detokenises."""
@@ -96,6 +91,8 @@ class HFTokenizer:
 
     def prompt_token_ids(self) -> set[int]:
         """Every id a prompt of this model can hold (the rows predicting them get role ``prompt``)."""
+        if self._prompt_token_ids is not None:
+            return self._prompt_token_ids
         ids: set[int] = set()
         for task in ("asr", "st"):
             for src in self.langs:
@@ -104,6 +101,7 @@ class HFTokenizer:
                         ids.update(self.prompt_ids(task, src, tgt))
                     except ConfigError:
                         continue
+        self._prompt_token_ids = ids
         return ids
 
     def split_prompt(self, pieces: Sequence[str], where: str = "") -> int:
