@@ -41,16 +41,6 @@ def _snakemake(
     return subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
 
 
-@pytest.fixture(scope="module")
-def data_run(tmp_path_factory):
-    if shutil.which("snakemake") is None:
-        pytest.skip("snakemake is not installed")
-    workdir = tmp_path_factory.mktemp("ci_study")
-    proc = _snakemake(workdir)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return workdir
-
-
 def test_data_stage_outputs(data_run):
     data = data_run / "results" / "data" / "synthetic"
     for lang, tgt in (("en", "it"), ("it", "en")):
@@ -227,8 +217,13 @@ def test_decoding_outputs(data_run):
 
 
 def test_saliency_outputs(data_run):
+    from caspes.decode.metrics import bleu, wer_max
     from caspes.decode.xattn import CrossAttentionStore
+    from caspes.explain.options import OcclusionOptions
+    from caspes.explain.segment import SegmentationStore
+    from caspes.explain.spes import explain_encoder, explain_input
     from caspes.explain.stores import SaliencyStore
+    from caspes.model.checkpoint import load_model
 
     table = pd.read_csv(data_run / "results" / "explanations.tsv", sep="\t")
     # test: base en-en + small/large x 4 directions; dev: base en-en; two maps each
@@ -236,10 +231,29 @@ def test_saliency_outputs(data_run):
     assert set(table["map"]) == {"smx", "smh-p0.7"} and (table["utterances"] == 3).all()
     assert set(table.loc[table["map"] == "smx", "unit"]) == {"cell"}
     assert set(table.loc[table["map"] != "smx", "unit"]) == {"encoder"}
-    assert table["deletion_auc"].between(0, 100).all() and table["size_auc"].between(0, 100).all()
+    for row in table.itertuples():  # the AUCs by hand from the curves; every score from its hypotheses
+        run = data_run / "results" / row.model / row.direction / row.split
+        curve = pd.read_csv(run / "deletion" / f"{row.map}.tsv", sep="\t")
+        s, x = curve["score"].to_numpy(float), curve["percent"].to_numpy(float) / 100
+        assert row.deletion_auc == pytest.approx(np.sum((s[1:] + s[:-1]) * np.diff(x)) / 2, abs=1e-4)
+        size = pd.read_csv(run / "size" / f"{row.map}.tsv", sep="\t")
+        a, tau = size["percent_above"].to_numpy(float), size["threshold"].to_numpy(float)
+        assert row.size_auc == pytest.approx(np.sum((a[1:] + a[:-1]) * np.diff(tau)) / 2, abs=1e-4)
+        refs = pd.read_csv(run / "hyps.tsv", sep="\t", dtype=str, keep_default_na=False).set_index("id")
+        deleted = pd.read_csv(
+            run / "deletion" / f"{row.map}.hyps.tsv", sep="\t", dtype=str, keep_default_na=False
+        )
+        metric = wer_max if row.metric == "wer_max" else bleu
+        for percent, score in zip(curve["percent"], curve["score"]):
+            at = deleted[deleted["percent"].astype(float) == percent]
+            assert list(at["id"]) == list(refs.index[:3]), (row.map, percent)  # the explained utterances
+            assert score == pytest.approx(
+                metric(list(at["hypothesis"]), list(refs.loc[at["id"], "reference"]))
+            )
     run = data_run / "results" / "small" / "en-it" / "test"
     xattn = CrossAttentionStore(run / "xattn.zip")
     feats = FeatureReader(data_run / "results" / "data" / "synthetic" / "en" / "test.fbank.tsv")
+    model, _ = load_model(data_run / "results" / "small" / "train" / "checkpoint.pt")
     for name, kind in (("smx", "input"), ("smh-p0.7", "encoder")):
         store = SaliencyStore(run / "saliency" / f"{name}.zip")
         assert store.ids == xattn.ids[:3]  # explain.max_utterances: 3, in manifest order
@@ -251,7 +265,18 @@ def test_saliency_outputs(data_run):
                 (len(ca.target_ids), t, 80) if kind == "input" else (len(ca.target_ids), ca.encoder_length)
             )
             assert rec.saliency.shape == expected
-            assert (rec.saliency >= 0).all() and rec.saliency.max() > 0
+        # the stored map is the one SPES computes from the checkpoint with the record's settings
+        uid = store.ids[0]
+        rec = store[uid]
+        opts = OcclusionOptions(n_masks=rec.n_masks, p=rec.p, seed=rec.seed)
+        if kind == "input":
+            with SegmentationStore(data_run / "results/data/synthetic/en/test.segments.zip") as seg:
+                direct = explain_input(model, feats[uid], rec.decoder_input, seg.levels(uid), opts, uid)
+        else:
+            direct = explain_encoder(model, feats[uid], rec.decoder_input, opts, uid)
+        row_max = direct.saliency.reshape(len(rec.target_ids), -1).max(axis=1)
+        err = np.abs(rec.saliency - direct.saliency).reshape(len(rec.target_ids), -1).max(axis=1)
+        assert rec.n_masks == 30 and row_max.max() > 0 and (err <= 1e-3 * row_max).all(), (name, err, row_max)
         curve = pd.read_csv(run / "deletion" / f"{name}.tsv", sep="\t")
         assert list(curve["percent"]) == [0, 25, 50, 75, 100] and curve["metric"][0] == "bleu"
     for rule in ("segment_spectrograms", "explain_input", "explain_encoder", "deletion"):

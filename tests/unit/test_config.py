@@ -64,12 +64,34 @@ MODEL = {
 
 
 def test_model_settings_reach_train_config(tmp_path):
-    from caspes.train.config import TrainConfig
+    from caspes.train.config import SPECAUGMENT_POLICIES, TrainConfig, split_runtime, stage_settings
 
     config = load_config(ROOT / "config.yaml")
-    for model in config["models"].values():
+    training = dict(config["training"])
+    policy = SPECAUGMENT_POLICIES[training.pop("specaugment_policy")]  # fills the fields not given
+    stages = []
+    for name, model in config["models"].items():
         for stage, overrides in model["stages"].items():
-            TrainConfig.from_dict({**config["training"], **overrides, "stage": stage, "seed": config["seed"]})
+            settings = stage_settings(config, name, stage)
+            train = TrainConfig.from_dict(settings)
+            fields, runtime = split_runtime(settings)  # what the train_model rule gets
+            for key, value in {
+                **policy,
+                **training,
+                **overrides,
+                "seed": config["seed"],
+                "stage": stage,
+            }.items():
+                assert getattr(train, key) == value, (name, stage, key)
+                assert {**fields, **runtime}[key] == value, (name, stage, key)
+            stages.append((name, stage))
+    assert stages == [
+        ("base", "asr"),
+        ("small", "asr"),
+        ("small", "asr_st"),
+        ("large", "asr"),
+        ("large", "asr_st"),
+    ]
 
 
 @pytest.mark.parametrize(

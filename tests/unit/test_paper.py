@@ -9,25 +9,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from caspes.report.claims import (
-    CLAIMS,
-    ClaimInputs,
-    LayerRow,
-    all_average_claim,
-    claims_check,
-    claims_markdown,
-    half_explanation_claim,
-    head_average_claim,
-    last_layers_claim,
-    load_claim_inputs,
-    smh_over_smx_claim,
-    smh_partial_claim,
-    write_claims,
-)
 from caspes.report.paper_tables import build_table, write_paper_table
 from caspes.report.results import map_sort_key, run_of
 from caspes.report.summaries import explanation_row, explanation_table, quality_table
-from caspes.report.tables import to_csv, to_latex, to_markdown, write_table
+from caspes.report.tables import to_csv, to_latex, to_markdown
 
 
 def _corr(path: Path, values: dict[tuple[str, str], list[float]], pooling: str = "max2d") -> str:
@@ -117,29 +102,6 @@ def test_table4_and_6_and_discussion(tmp_path: Path) -> None:
                                                     (("ca", 40.0), ("smx-max2d", 50.0), ("smx", 90.0))]})  # fmt: skip
     assert [r[2].value for r in disc.rows] == [40.0, 50.0, 90.0]
 
-    paths = {}
-    for t in (t4, t6, disc):
-        write_table(t, tmp_path / "paper" / t.name)
-        paths[t.name] = tmp_path / "paper" / f"{t.name}.csv"
-    claims = claims_check(paths, p_h=0.7)
-    by_text = {c.claim.split(" (")[0][:30]: c for c in claims}
-    assert all(c.holds for c in claims), [(c.claim, c.ours) for c in claims]
-    assert len(claims) == 3 and by_text
-    text = claims_markdown(claims)
-    assert text.startswith("# Claims check") and "3 of 3 claims" in text
-
-
-def test_claims_fail_when_the_data_disagree(tmp_path: Path) -> None:
-    t6 = pd.DataFrame({"p_H": ["0.9", "0.7"], "l1": [0.5, 0.4], "l-AVG": [0.5, 0.4], "deletion": [70.0, 60.0],
-                       "paper l-AVG": [0.741, 0.746], "paper deletion": [58.2, 61.45]})  # fmt: skip
-    t6.to_csv(tmp_path / "table6.csv", index=False)
-    disc = pd.DataFrame({"run": ["base en-en"] * 3, "map": ["CA (all layers and heads)", "SM^X, 2D max to T'",
-                         "SM^X, full resolution"], "deletion": [60.0, 50.0, 90.0], "paper": [41.2, 52.9, 91.3]})  # fmt: skip
-    disc.to_csv(tmp_path / "discussion.csv", index=False)
-    claims = claims_check({"table6": tmp_path / "table6.csv", "discussion": tmp_path / "discussion.csv"}, 0.7)
-    assert [c.holds for c in claims] == [False, False]
-    assert "0.9" in claims[0].ours
-
 
 def test_table5_reads_quality_and_scores(tmp_path: Path) -> None:
     run = tmp_path / "results/small/en-it/test"
@@ -167,78 +129,9 @@ def test_table5_reads_quality_and_scores(tmp_path: Path) -> None:
     assert math.isclose(table.rows[0][5].value, 55.0)
 
 
-def test_timestamp_claim(tmp_path: Path) -> None:
-    rows = [
-        ("base", "en", "CA l1", "dtw", 150.0), ("base", "en", "CA l2", "dtw", 120.0),
-        ("base", "en", "CA all", "dtw", 110.0), ("base", "en", "SM^H", "argmax", 40.0),
-    ]  # fmt: skip
-    df = pd.DataFrame(rows, columns=["model", "lang", "map", "method", "start error (ms)"])
-    df.to_csv(tmp_path / "timestamps.csv", index=False)
-    (claim,) = claims_check({"timestamps": tmp_path / "timestamps.csv"})
-    assert (
-        claim.holds and "best layer (CA l2) 120 ms" in claim.ours and "SM^H with argmax (40 ms" in claim.ours
-    )
-    df.loc[2, "start error (ms)"] = 130.0
-    df.to_csv(tmp_path / "timestamps.csv", index=False)
-    assert claims_check({"timestamps": tmp_path / "timestamps.csv"})[0].holds is False
-
-
 def test_map_sort_key_orders_layers_then_named_maps() -> None:
     names = ["SM^H", "other", "CA l10", "CA all", "CA l2", "SM^X", "CA l1"]
     assert sorted(names, key=map_sort_key) == ["CA l1", "CA l2", "CA l10", "CA all", "SM^X", "SM^H", "other"]
-
-
-def test_claims_registry_order_and_uncheckable_claims_left_out() -> None:
-    assert [check.__name__ for check in CLAIMS] == [
-        "last_layers_claim", "head_average_claim", "all_average_claim", "smh_over_smx_claim",
-        "half_explanation_claim", "smh_partial_claim", "aggregation_claim", "p_h_claim",
-        "deletion_ranking_claims", "timestamps_claim",
-    ]  # fmt: skip
-    empty = load_claim_inputs({})
-    assert all(check(empty) == [] for check in CLAIMS)
-    assert claims_check({}) == []
-
-
-def test_layer_claims_from_rows() -> None:
-    inputs = ClaimInputs(
-        table1=None, table4=None, table6=None, discussion=None, timestamps=None,
-        table1_rows=[LayerRow("base en-en", "SM^X", [0.1, 0.5], 0.49)],
-        table2_rows=[LayerRow("small ST (en-it)", "SM^X", [0.3], 0.45)],
-        table3_rows=[LayerRow("base ASR (en-en)", "SM^H", [0.2, 0.6], 0.7),
-                     LayerRow("small ST (en-it)", "SM^H", [0.4, 0.3], 0.5)],
-        tests=[{"comparison": "SM^H vs SM^X", "run": "small en-it test", "map": "smh-p0.7 vs smx",
-                "difference": 0.05, "p": 0.01}],
-    )  # fmt: skip
-    assert [row.label for row in inputs.rows_x] == ["base en-en (SM^X)", "small ST (en-it) (SM^X)"]
-    assert [row.label for row in inputs.layerwise] == ["base en-en (SM^X)", "base ASR (en-en) (SM^H)",
-                                                        "small ST (en-it) (SM^H)"]  # fmt: skip
-    (last,) = last_layers_claim(inputs)
-    assert last.holds is False and "small ST (en-it) (SM^H): last − first = -0.100" in last.ours
-    (avg,) = all_average_claim(inputs)
-    assert avg.holds is True and "base en-en (SM^X): l-AVG − best layer = -0.010" in avg.ours
-    assert "Paired bootstrap" not in avg.ours  # no test of that comparison
-    (smh,) = smh_over_smx_claim(inputs)
-    assert smh.ours.startswith(
-        "small ST (en-it): SM^H 0.500 vs SM^X 0.450; base en-en: SM^H 0.700 vs SM^X 0.490"
-    )
-    assert smh.holds is True and "small en-it test smh-p0.7 vs smx: Δ +0.050, p = 0.010" in smh.ours
-    (half,) = half_explanation_claim(inputs)
-    assert (half.ours, half.holds) == ("0.450-0.490", True)
-    (part,) = smh_partial_claim(inputs)
-    assert (part.ours, part.holds) == ("0.500-0.700", True)
-
-
-def test_load_claim_inputs_reads_layer_rows(tmp_path: Path) -> None:
-    pd.DataFrame({"run": ["base en-en"] * 3, "layer": ["l1", "l2", "l-AVG"], "h1": [0.1, 0.4, 0.3],
-                  "h-AVG": [0.2, 0.5, 0.45]}).to_csv(tmp_path / "table1.csv", index=False)  # fmt: skip
-    pd.DataFrame({"model": ["small"], "source": ["en"], "task": ["ST (en-it)"], "l1": [0.3], "l2": [math.nan],
-                  "l-AVG": [0.35]}).to_csv(tmp_path / "table3.csv", index=False)  # fmt: skip
-    inputs = load_claim_inputs({n: tmp_path / f"{n}.csv" for n in ("table1", "table3")}, p_h=0.5)
-    assert inputs.table1 is not None and inputs.table4 is None and inputs.p_h == 0.5
-    assert inputs.rows_x == [LayerRow("base en-en", "SM^X", [0.2, 0.5], 0.45)]
-    assert inputs.rows_h == [LayerRow("small ST (en-it)", "SM^H", [0.3], 0.35)]  # undefined layer left out
-    (heads,) = head_average_claim(inputs)
-    assert heads.ours == "h-AVG ≥ best single head in 2 of 2 layers" and heads.holds is True
 
 
 def _claims_inputs(tmp_path: Path) -> tuple[list[str], list[str]]:
@@ -249,32 +142,6 @@ def _claims_inputs(tmp_path: Path) -> tuple[list[str], list[str]]:
     pd.DataFrame({"model": ["base"], "source": ["en"], "task": ["ASR (en-en)"], "l1": [0.27], "l2": [0.7],
                   "l-AVG": [0.77]}).to_csv(tmp_path / "table3.csv", index=False)  # fmt: skip
     return [str(tmp_path / "table3.csv")], correlations
-
-
-def test_write_claims_writes_paired_tests_and_markdown(tmp_path: Path) -> None:
-    tables, correlations = _claims_inputs(tmp_path)
-    md, tests = tmp_path / "claims.md", tmp_path / "paired_tests.csv"
-    claims = write_claims(tables, correlations, md, tests, 0.7, "max2d", {"resamples": 50, "seed": 3})
-    rows = pd.read_csv(tests)
-    assert list(rows.columns) == ["run", "map", "comparison", "difference", "p"]
-    assert rows["comparison"].tolist() == [
-        "SM^H vs SM^X",
-        "l-AVG vs best layer (l2)",
-        "l-AVG vs best layer (l2)",
-    ]
-    assert rows["map"].tolist() == ["smh-p0.7 vs smx", "smx", "smh-p0.7"]
-    assert rows["difference"].tolist() == pytest.approx([0.7 / 3, 0.0, 0.2 / 3])
-    assert md.read_text(encoding="utf-8") == claims_markdown(claims)
-    assert claims == claims_check({"table3": tables[0]}, 0.7, rows.to_dict("records"))
-    assert "Paired bootstrap over utterances: base en-en test smx: Δ +0.000, p = " in claims[1].ours
-
-
-def test_write_claims_without_resamples_has_no_tests(tmp_path: Path) -> None:
-    tables, correlations = _claims_inputs(tmp_path)
-    md, tests = tmp_path / "claims.md", tmp_path / "paired_tests.csv"
-    claims = write_claims(tables, correlations, md, tests, 0.7, "max2d", {"resamples": 0})
-    assert tests.read_text() == "run,map,comparison,difference,p\n"
-    assert len(claims) == 3 and "Paired bootstrap" not in md.read_text(encoding="utf-8")
 
 
 def test_write_paper_table_writes_csv_markdown_and_latex(tmp_path: Path) -> None:
@@ -317,16 +184,31 @@ def test_explanation_table_one_row_per_deletion_curve(tmp_path: Path) -> None:
             run / f"saliency/{name}.timing.tsv", sep="\t", index=False
         )
         files += [str(run / f"size/{name}.tsv"), str(run / f"saliency/{name}.zip")]
+        # two utterances, two selections each: one reliability per utterance (and pooling)
+        pooling = ["max2d", "max2d", "avg2d", "avg2d"] * 2 if name == "smx" else ["none", "none"] * 2
+        utts = ["u1"] * (len(pooling) // 2) + ["u2"] * (len(pooling) // 2)
+        half = {"max2d": (0.5, 0.7), "avg2d": (0.1, 0.1), "none": (0.8, 0.9)}
+        split_half = [half[p][u == "u2"] for p, u in zip(pooling, utts)]
+        (run / "correlation").mkdir(exist_ok=True)
+        pd.DataFrame({
+            "utterance": utts, "pooling": pooling, "layer": "avg", "head": "avg", "r": 0.3,
+            "split_half": split_half, "reliability": [2 * h / (1 + h) for h in split_half],
+        }).to_csv(run / f"correlation/{name}.tsv", sep="\t", index=False)  # fmt: skip
+        files.append(str(run / f"correlation/{name}.tsv"))
     row = explanation_row(files[0])
+    sb = (2 * 0.5 / 1.5 + 2 * 0.7 / 1.7) / 2
+    assert row.pop("reliability") == pytest.approx(sb) and row.pop("split_half") == pytest.approx(0.6)
     assert row == {
         "model": "base", "direction": "en-it", "split": "test", "map": "smx", "unit": "cell", "metric": "bleu",
-        "deletion_auc": 12.5, "size_auc": 30.0, "utterances": 3, "seconds_per_utterance": 0.667,
-        "device": "cpu,cuda",
+        "deletion_auc": 12.5, "size_auc": 30.0, "reliability_utterances": 2, "utterances": 3,
+        "seconds_per_utterance": 0.667, "device": "cpu,cuda",
     }  # fmt: skip
+    assert explanation_row(files[0], pooling="avg2d")["reliability"] == pytest.approx(2 * 0.1 / 1.1)
     table = explanation_table(files, tmp_path / "explanations.tsv")
     assert table["map"].tolist() == ["smx", "smh-p0.7"] and table["size_auc"].tolist() == [30.0, 40.0]
     lines = (tmp_path / "explanations.tsv").read_text().splitlines()
-    assert lines[0].split("\t") == list(row) and lines[2].split("\t")[:4] == [
+    assert table["reliability"].tolist() == pytest.approx([sb, (2 * 0.8 / 1.8 + 2 * 0.9 / 1.9) / 2])
+    assert lines[0].split("\t") == list(explanation_row(files[0])) and lines[2].split("\t")[:4] == [
         "base",
         "en-it",
         "test",

@@ -599,3 +599,44 @@ def test_cuda_engine_batch_invariant_and_bf16_close() -> None:
         model, x, dec, OcclusionOptions(n_masks=300, p=0.7, seed=3, autocast_bf16=True), "u"
     )
     assert np.corrcoef(h32.saliency.reshape(-1), h16.saliency.reshape(-1))[0, 1] > 0.95
+
+
+class _Reprojecting:
+    """The model without ``encoder_occlusion``: SM^H re-projects the masked encoder per mask."""
+
+    def __init__(self, model: S2TModel) -> None:
+        self._model = model
+
+    def __getattr__(self, name: str):
+        if name == "encoder_occlusion":
+            raise AttributeError(name)
+        return getattr(self._model, name)
+
+
+def test_encoder_map_with_cached_cross_kv_equals_reprojection() -> None:
+    """Cross K/V projected once, zeroed steps replaced by the projection bias: the same SM^H as
+    zeroing the encoder rows and projecting every masked copy (to 1e-6), with non-zero biases."""
+    model = _model(3)
+    with torch.no_grad():
+        for layer in model.decoder.layers:
+            layer.cross_attn.k_proj.bias.normal_(0, 0.5)
+            layer.cross_attn.v_proj.bias.normal_(0, 0.5)
+    x = _features(seed=3)
+    opts = OcclusionOptions(n_masks=50, p=0.7, seed=2, batch_size=8)
+    fast = explain_encoder(model, x, DEC, opts, "u")
+    slow = explain_encoder(_Reprojecting(model), x, DEC, opts, "u")
+    assert slow.saliency.max() > 1e-3
+    np.testing.assert_array_equal(fast.counts, slow.counts)
+    np.testing.assert_allclose(fast.saliency, slow.saliency, rtol=0, atol=1e-6)
+    # the logits themselves, for one batch of masks
+    with torch.no_grad():
+        dtype = next(model.parameters()).dtype
+        enc = model.encode(torch.as_tensor(x, dtype=dtype)[None], torch.tensor([T]))
+        keep = torch.rand(6, enc.states.size(1), generator=torch.Generator().manual_seed(0)) >= 0.5
+        dec = torch.tensor([DEC] * 6)
+        want = model.decode_teacher_forced(enc.states * keep[..., None], enc.lengths.expand(6), dec).logits
+        got = model.encoder_occlusion(enc.states)(keep, dec)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=0, atol=1e-5)
+    assert not torch.allclose(
+        want, model.decode_teacher_forced(enc.states.expand(6, -1, -1), enc.lengths.expand(6), dec).logits
+    )

@@ -51,3 +51,28 @@ rule timestamps:
         subsampling=get_subsampling,
     script:
         "../scripts/timestamps.py"
+
+
+rule convergence_maps:
+    input:
+        checkpoint=get_checkpoint,
+        manifest=get_decode_manifest,
+        xattn="results/{model}/{src}-{tgt}/{split}/xattn.zip",
+        segments=get_segments,
+    output:
+        "results/{model}/{src}-{tgt}/{split}/convergence.tsv",
+    log:
+        "logs/convergence_maps/{model}/{src}-{tgt}/{split}.log",
+    benchmark:
+        "benchmarks/convergence_maps/{model}/{src}-{tgt}/{split}.tsv"
+    conda:
+        "../../envs/caspes.yaml"
+    threads: 1
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=720,
+    params:
+        settings=get_convergence_settings,
+    script:
+        "../scripts/convergence_maps.py"

@@ -3,6 +3,7 @@
 import dataclasses
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 from snakemake.utils import validate
 
@@ -316,6 +317,15 @@ def explain_outputs():
     return files + ["results/explanations.tsv"]
 
 
+def explained_correlations():
+    """The correlation file of every saliency store (their reliability goes to explanations.tsv)."""
+    return [
+        f"results/{model}/{src}-{tgt}/{split}/correlation/{m}.tsv"
+        for model, src, tgt, split in explained_sets()
+        for m in explained_maps()
+    ]
+
+
 def get_segments(wildcards):
     if wildcards.model in HF_CARDS:
         return f"results/{wildcards.model}/features/{wildcards.src}/{wildcards.split}.segments.zip"
@@ -449,6 +459,11 @@ def get_table_inputs(wildcards):
             "sizes": [
                 f"{r}/size/{m}.tsv" for r in main_runs() for m in explained_maps()
             ],
+            "correlation": [
+                f"{r}/correlation/{m}.tsv"
+                for r in main_runs()
+                for m in explained_maps()
+            ],
         }
     if t == "table6":
         return {
@@ -513,11 +528,94 @@ def get_figure_subsampling(wildcards):
     return card["subsampling"] if card else 4
 
 
-def claims_correlations():
-    """Per-utterance correlations the paired tests of the claims check need (main split)."""
+def claims_inputs():
+    """Per-utterance files of the claims check (caspes.report.claims_data.load_study): the
+    correlations of every main-split run, of the runs explained on the ablation split (the "best
+    layer / head" is chosen there) and of the p_H grid; the deletion curves and re-decoded
+    hypotheses of Table 4, Table 6 and the Discussion with their runs' references; the timestamps.
+    """
     if not MODELS:
+        return {}
+    sel = ANALYSIS["ablation_split"]
+    dev_runs = [
+        run_dir(m, s, t, split)
+        for m, s, t, split in explained_sets()
+        if split == sel and split != MAIN_SPLIT
+    ]
+    corr = [
+        f"{r}/correlation/{m}.tsv"
+        for r in main_runs() + dev_runs
+        for m in explained_maps()
+    ]
+    dele = []
+    if ABLATION:
+        corr += [
+            f"{r}/correlation/smh-p{p}.tsv" for r in ablation_runs() for p in P_GRID
+        ]
+        dele += [
+            (r, d)
+            for r in ablation_runs()
+            for d in [f"smx-{p}" for p in ("avg2d", "max1d_avg1d", "max2d")]
+            + [f"smh-p{p}" for p in P_GRID]
+        ]
+        dele += [
+            (r, d) for r in main_runs([ABLATION]) for d in ("ca", "smx-max2d", "smx")
+        ]
+    return {
+        "correlations": list(dict.fromkeys(corr)),
+        "deletion_curves": [f"{r}/deletion/{d}.tsv" for r, d in dele],
+        "deletion_hyps": [f"{r}/deletion/{d}.hyps.tsv" for r, d in dele],
+        "references": list(dict.fromkeys(f"{r}/hyps.tsv" for r, _ in dele)),
+        "timestamps": [f"{r}/timestamps.tsv" for r in timestamp_runs()],
+    }
+
+
+def claims_options():
+    """caspes.report.claims.ClaimOptions of the study (analysis.claims, bootstrap and seed)."""
+    claims = ANALYSIS["claims"]
+    return {
+        "resamples": ANALYSIS["bootstrap"]["resamples"],
+        "seed": config["seed"],
+        "min_utterances": claims["min_utterances"],
+        "reliability_smx": claims["reliability"]["smx"],
+        "reliability_smh": claims["reliability"]["smh"],
+        "pooling": ANALYSIS["pooling"],
+        "main_split": MAIN_SPLIT,
+        "selection_split": ANALYSIS["ablation_split"],
+        "ablation_model": ABLATION,
+        "p_h": float(P_H),
+    }
+
+
+def convergence_outputs():
+    """The convergence table and figure (none without an ablation model)."""
+    if not MODELS or ABLATION is None:
         return []
-    return [f"{r}/correlation/{m}.tsv" for r in main_runs() for m in explained_maps()]
+    return [
+        f"results/paper/convergence.{ext}" for ext in ("csv", "md", "tex", "png", "pdf")
+    ]
+
+
+def get_convergence_settings(wildcards):
+    """Params of convergence_maps: the sweep, the occlusion settings of both maps, the comparison."""
+    sweep = ANALYSIS["convergence"]
+    if sweep["utterances"] > (EXPLAIN["max_utterances"] or sweep["utterances"]):
+        raise ValueError(
+            f"analysis.convergence.utterances ({sweep['utterances']}) exceeds explain.max_utterances "
+            f"({EXPLAIN['max_utterances']}): only those utterances are segmented"
+        )
+    encoder = get_occlusion_settings("encoder")(SimpleNamespace(p_h=P_H))
+    return {
+        "input_options": get_occlusion_settings("input")(wildcards),
+        "encoder_options": encoder,
+        "input_budgets": sweep["input_budgets"],
+        "encoder_budgets": sweep["encoder_budgets"],
+        "utterances": sweep["utterances"],
+        "pooling": ANALYSIS["pooling"],
+        "factor": get_subsampling(wildcards),
+        "ca_norm": ANALYSIS["ca_norm"],
+        "sm_norm": ANALYSIS["sm_norm"],
+    }
 
 
 def paper_outputs():
@@ -531,4 +629,5 @@ def paper_outputs():
     ]
     figures = FIGURES + (["timestamps"] if timestamp_runs() else [])
     files += [f"results/paper/{f}.{ext}" for f in figures for ext in ("png", "pdf")]
-    return files + ["results/paper/claims.md", "results/paper/paired_tests.csv"]
+    files += convergence_outputs()
+    return files + ["results/paper/claims.md", "results/paper/claims.csv"]

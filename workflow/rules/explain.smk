@@ -154,6 +154,7 @@ rule size:
 rule explanation_table:
     input:
         [f for f in explain_outputs() if f != "results/explanations.tsv"],
+        explained_correlations(),
     output:
         "results/explanations.tsv",
     log:
@@ -161,5 +162,7 @@ rule explanation_table:
     localrule: True
     conda:
         "../../envs/caspes.yaml"
+    params:
+        pooling=ANALYSIS["pooling"],
     script:
         "../scripts/explanation_table.py"

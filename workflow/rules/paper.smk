@@ -49,25 +49,46 @@ rule paper_figure:
         "../scripts/paper_figure.py"
 
 
+rule convergence:
+    input:
+        lambda wildcards: f"{ablation_runs()[0]}/convergence.tsv",
+    output:
+        csv=report(
+            "results/paper/convergence.csv",
+            caption="../report/convergence.rst",
+            category="Tables",
+        ),
+        md="results/paper/convergence.md",
+        tex="results/paper/convergence.tex",
+        png="results/paper/convergence.png",
+        pdf="results/paper/convergence.pdf",
+    log:
+        "logs/convergence/convergence.log",
+    localrule: True
+    conda:
+        "../../envs/caspes.yaml"
+    params:
+        bootstrap={**ANALYSIS["bootstrap"], "seed": config["seed"]},
+    script:
+        "../scripts/convergence.py"
+
+
 rule claims_check:
     input:
-        tables=[f"results/paper/{t}.csv" for t in table_names()],
-        correlations=claims_correlations(),
+        unpack(lambda wildcards: claims_inputs()),
     output:
         claims=report(
             "results/paper/claims.md",
             caption="../report/claims.rst",
             category="Claims",
         ),
-        tests="results/paper/paired_tests.csv",
+        csv="results/paper/claims.csv",
     log:
         "logs/claims_check/claims.log",
     localrule: True
     conda:
         "../../envs/caspes.yaml"
     params:
-        p_h=float(P_H),
-        pooling=ANALYSIS["pooling"],
-        bootstrap={**ANALYSIS["bootstrap"], "seed": config["seed"]},
+        options=claims_options(),
     script:
         "../scripts/claims_check.py"

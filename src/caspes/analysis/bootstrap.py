@@ -29,6 +29,12 @@ Method
   ``(1 + #{|mean(d*) - m| >= |m|}) / (1 + B)``. The ``+1`` in numerator and denominator counts the
   observed sample as one of the resamples, so ``p`` is never zero (the smallest value is
   ``1 / (1 + B)``).
+* :func:`disattenuated_ci` — the noise-corrected correlation ``mean(r) / sqrt(mean(rel))`` of
+  per-utterance correlations ``r`` with a map whose per-utterance reliability is ``rel``
+  (Spearman's correction for attenuation, the other map being noise-free).  The ratio is taken of
+  the means (a per-utterance ratio would divide by small, noisy reliabilities), on the utterances
+  where both are finite; the percentile interval resamples those utterances, r and rel together.
+  NaN when the mean reliability is not positive.
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ from typing import TypeVar
 
 import numpy as np
 
-__all__ = ["Interval", "bootstrap_ci", "bootstrap_ci_groups", "paired_bootstrap_pvalue"]
+__all__ = ["Interval", "bootstrap_ci", "bootstrap_ci_groups", "paired_bootstrap_pvalue", "disattenuated_ci"]
 
 K = TypeVar("K", bound=Hashable)
 
@@ -191,3 +197,41 @@ def paired_bootstrap_pvalue(
     means = _resample_means(d, int(n_resamples), rng)
     extreme = int(np.count_nonzero(np.abs(means - m) >= abs(m)))
     return m, (1.0 + extreme) / (1.0 + n_resamples)
+
+
+def disattenuated_ci(
+    r: Sequence[float] | np.ndarray,
+    reliability: Sequence[float] | np.ndarray,
+    n_resamples: int = 0,
+    seed: int = 1,
+    level: float = 0.95,
+) -> Interval:
+    """``mean(r) / sqrt(mean(reliability))`` over the utterances where both are finite, with its
+    percentile bootstrap interval (utterances resampled; ``n_resamples`` 0: no interval, low and
+    high NaN).  The estimate is NaN when the mean reliability is not positive; a resample whose
+    mean reliability is not positive is left out of the interval."""
+    xr = _as_1d(r, "r")
+    xq = _as_1d(reliability, "reliability")
+    if xr.size != xq.size:
+        raise ValueError(f"r and reliability must have equal length, got {xr.size} and {xq.size}")
+    ok = np.isfinite(xr) & np.isfinite(xq)
+    xr, xq = xr[ok], xq[ok]
+    n = int(xr.size)
+    if n == 0 or xq.mean() <= 0:
+        return Interval(math.nan, math.nan, math.nan, n)
+    estimate = float(xr.mean() / math.sqrt(xq.mean()))
+    if n_resamples <= 0 or n == 1:
+        low = high = estimate if n == 1 else math.nan
+        return Interval(estimate, low, high, n)
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be strictly between 0 and 1, got {level!r}")
+    rng = np.random.Generator(np.random.PCG64(seed))
+    idx = rng.integers(0, n, size=(int(n_resamples), n))
+    mean_q = xq[idx].mean(axis=1)
+    good = mean_q > 0
+    ratios = xr[idx].mean(axis=1)[good] / np.sqrt(mean_q[good])
+    if ratios.size == 0:
+        return Interval(estimate, math.nan, math.nan, n)
+    alpha = (1.0 - level) / 2.0
+    low, high = np.quantile(ratios, [alpha, 1.0 - alpha])
+    return Interval(estimate, float(low), float(high), n)

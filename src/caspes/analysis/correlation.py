@@ -16,7 +16,18 @@ or SM^X pooled from (I, T, F) by :func:`~caspes.explain.maps.pool_saliency`):
    either map is constant (or has fewer than 2 elements): such utterances are counted and reported,
    never averaged in.
 
-The corpus figure is the arithmetic mean of r over utterances.
+The corpus figure is the arithmetic mean of r over utterances.  Beside r, every record has the
+Spearman rank correlation and Kendall's tau-b of the same two flattened maps (NaN when undefined).
+
+Reliability of the saliency map (beyond the paper).  SPES maps are Monte-Carlo estimates: the
+engine also keeps the map of each half of the masks (:func:`caspes.explain.spes.mask_half`).  The
+two half maps go through exactly the steps of the comparison (content rows, the same pooling to
+T', the same per-token normalisation) and their Pearson r is the *split-half* correlation
+``r_hh``; the Spearman-Brown formula ``2 r_hh / (1 + r_hh)`` estimates the reliability of the map
+from the whole budget (its expected correlation with an independent map of the same budget).
+Cross-attention is deterministic (reliability 1), so noise in the map attenuates r(CA, SM) by
+about ``sqrt(reliability)``; the tables report the noise-corrected ``mean r / sqrt(mean
+reliability)`` beside the raw mean (:func:`caspes.analysis.bootstrap.disattenuated_ci`).
 """
 
 from __future__ import annotations
@@ -28,7 +39,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import pearsonr
+from scipy.stats import kendalltau, pearsonr, rankdata
 
 from caspes.core.manifest import DataError
 from caspes.core.tsv import write_tsv
@@ -36,7 +47,21 @@ from caspes.decode.xattn import CrossAttentionStore
 from caspes.explain.maps import POOLINGS, Selection, content_rows, mean_attention, normalise, pool_saliency
 from caspes.explain.stores import SaliencyStore
 
-__all__ = ["selections", "pearson", "correlate", "summarise", "correlate_stores", "correlations_to_file"]
+__all__ = [
+    "selections",
+    "pearson",
+    "rank_correlations",
+    "spearman_brown",
+    "split_half",
+    "correlate",
+    "summarise",
+    "correlate_stores",
+    "correlations_to_file",
+    "COLUMNS",
+]
+
+#: Columns of a correlation file (rule ``correlate``).
+COLUMNS = ["utterance", "pooling", "layer", "head", "r", "spearman", "kendall", "split_half", "reliability"]
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +88,53 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
         return float(pearsonr(x, y).statistic)
 
 
+def rank_correlations(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """(Spearman rho, Kendall tau-b) of two equally shaped maps (flattened); NaN when undefined."""
+    x = np.asarray(a, dtype=np.float64).reshape(-1)
+    y = np.asarray(b, dtype=np.float64).reshape(-1)
+    if x.shape != y.shape:
+        raise ValueError(f"maps differ in size: {np.shape(a)} vs {np.shape(b)}")
+    if x.size < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return math.nan, math.nan
+    rho = pearson(rankdata(x), rankdata(y))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tau = float(kendalltau(x, y).statistic)
+    return rho, tau
+
+
+def spearman_brown(r_half: float) -> float:
+    """Reliability of a map from the whole budget, from the correlation ``r_half`` of its two
+    half-budget maps: ``2 r / (1 + r)`` (NaN for NaN or r <= -1)."""
+    if not math.isfinite(r_half) or r_half <= -1.0:
+        return math.nan
+    return 2.0 * r_half / (1.0 + r_half)
+
+
+def split_half(
+    halves: np.ndarray | None,
+    roles: Sequence[str],
+    pooling: str = "none",
+    factor: int = 4,
+    sm_norm: str = "token",
+) -> float:
+    """Pearson r of the two half-budget maps of one utterance, on what enters the correlation:
+    content rows, pooled to T' (``pooling``: one of :data:`POOLINGS` for SM^X (2, I, T, F),
+    ``"none"`` for SM^H (2, I, T')), normalised per ``sm_norm``.  NaN when ``halves`` is None,
+    no content row is left, or a half map is constant."""
+    if halves is None:
+        return math.nan
+    h = np.asarray(halves, dtype=np.float64)
+    keep = content_rows(roles)
+    if h.shape[0] != 2 or h.shape[1] != keep.size:
+        raise ValueError(f"halves must be (2, I, ...) with I={keep.size} rows, got {h.shape}")
+    if not keep.any():
+        return math.nan
+    maps = [pool_saliency(m, pooling, factor) if pooling != "none" else m for m in h]
+    a, b = (normalise(m[keep], sm_norm) for m in maps)
+    return pearson(a, b)
+
+
 def correlate(
     attention: np.ndarray,
     saliency: np.ndarray,
@@ -81,7 +153,8 @@ def correlate(
         ca_norm, sm_norm: normalisation axes (:func:`normalise`).
 
     Returns:
-        One dict per selection: ``layer``, ``head``, ``r`` (NaN when undefined).
+        One dict per selection: ``layer``, ``head``, ``r``, ``spearman``, ``kendall`` (NaN when
+        undefined).
     """
     att = np.asarray(attention, dtype=np.float64)
     sal = np.asarray(saliency, dtype=np.float64)
@@ -95,10 +168,14 @@ def correlate(
     out: list[dict[str, object]] = []
     for sel in chosen if chosen is not None else selections(n_layers, n_heads):
         if not keep.any():
-            out.append({"layer": sel.layer, "head": sel.head, "r": math.nan})
+            out.append({"layer": sel.layer, "head": sel.head, "r": math.nan, "spearman": math.nan,
+                        "kendall": math.nan})  # fmt: skip
             continue
         ca = normalise(mean_attention(att, sel.pairs(n_layers, n_heads))[keep], ca_norm)
-        out.append({"layer": sel.layer, "head": sel.head, "r": pearson(ca, sm)})
+        rho, tau = rank_correlations(ca, sm)
+        out.append(
+            {"layer": sel.layer, "head": sel.head, "r": pearson(ca, sm), "spearman": rho, "kendall": tau}
+        )
     return out
 
 
@@ -137,11 +214,13 @@ def correlate_stores(
     hypotheses); a mismatch is an error naming the utterance.
 
     Returns:
-        Records ``utterance``, ``pooling``, ``layer``, ``head``, ``r`` (NaN when undefined).
+        Records with the fields of :data:`COLUMNS`: ``r``, ``spearman`` and ``kendall`` of each
+        selection, and the map's ``split_half`` r and Spearman-Brown ``reliability``
+        (:func:`split_half`; NaN when undefined or when the store keeps no half maps).
     """
 
     records: list[dict[str, object]] = []
-    with CrossAttentionStore(xattn_path) as xattn, SaliencyStore(saliency_path) as store:
+    with CrossAttentionStore(xattn_path) as xattn, SaliencyStore(saliency_path, halves=True) as store:
         for uid in store.ids:
             if uid not in xattn:
                 raise DataError(f"{saliency_path}: utterance '{uid}' is not in {xattn_path}")
@@ -159,8 +238,10 @@ def correlate_stores(
                     raise DataError(
                         f"{uid}: map has {m.shape[1]} frames, cross-attention T'={ca.encoder_length}"
                     )
+                r_half = split_half(sal.halves, ca.roles, pooling, factor, sm_norm)
+                reliability = {"split_half": r_half, "reliability": spearman_brown(r_half)}
                 for rec in correlate(ca.attention, m, ca.roles, ca_norm=ca_norm, sm_norm=sm_norm):
-                    records.append({"utterance": uid, "pooling": pooling, **rec})
+                    records.append({"utterance": uid, "pooling": pooling, **rec, **reliability})
     return records
 
 
@@ -172,10 +253,15 @@ def correlations_to_file(
     sm_norm: str,
     factor: int = 4,
 ) -> list[dict[str, object]]:
-    """:func:`correlate_stores` written as TSV (utterance, pooling, layer, head, r; undefined r as
-    ``nan``); logs the layer and head averages and how many correlations are undefined."""
+    """:func:`correlate_stores` written as TSV (:data:`COLUMNS`; undefined values as ``nan``); logs
+    the layer and head averages, the mean reliability of the map and how many correlations are
+    undefined."""
     records = correlate_stores(xattn_path, saliency_path, ca_norm, sm_norm, factor)
-    table = write_tsv(out_path, records, columns=["utterance", "pooling", "layer", "head", "r"], na_rep="nan")
+    table = write_tsv(out_path, records, columns=COLUMNS, na_rep="nan")
+    for pooling, group in table.groupby("pooling", sort=False):
+        per_utt = group.drop_duplicates("utterance")["reliability"]
+        log.info("pooling %s: mean reliability %.3f over %d utterances (%d unknown)", pooling,
+                 float(per_utt.mean()), int(per_utt.notna().sum()), int(per_utt.isna().sum()))  # fmt: skip
     for row in summarise(records, ["pooling", "layer", "head"]):
         if row["head"] == "avg" or row["layer"] == "avg":
             log.info("%s", row)

@@ -2,7 +2,11 @@
 
 An explanation map here is an ``(I, T')`` array: one row per target token (a SentencePiece
 piece; the first piece of a word starts with ``"▁"``, U+2581) and one column per encoder frame
-(:data:`FRAME_SECONDS` = 40 ms: a 10 ms filterbank shift times a subsampling of 4). If a map
+(:data:`FRAME_SECONDS` = 40 ms: a 10 ms filterbank shift times a subsampling of 4; ``factor`` x 10 ms
+for a model that subsamples by ``factor``, e.g. Whisper's 2). Encoder step ``j`` covers input frames
+``[j * factor, (j + 1) * factor)``, so it starts at ``j * factor * 10`` ms, the grid of
+:func:`caspes.explain.maps.pool_saliency` (the model's convolutions centre step ``j`` on input frame
+``j * factor``). If a map
 really tells *where in the audio* each token comes from, reading a time off each row should
 give back the words' times. This module turns a map into word times and scores them against
 the ground-truth word times of the synthetic corpus.

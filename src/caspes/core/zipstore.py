@@ -176,9 +176,16 @@ class RecordArchiveWriter(AtomicZipWriter):
         kind: what the archive holds, for error messages (e.g. ``"saliency store"``).
     """
 
-    def __init__(self, path: str | Path, fields: Sequence[str], kind: str = "record archive") -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        fields: Sequence[str],
+        kind: str = "record archive",
+        optional: Sequence[str] = (),
+    ) -> None:
         super().__init__(path)
         self.fields = ("id", *[f for f in fields if f != "id"])
+        self.optional = tuple(f for f in optional if f in self.fields)
         self.kind = kind
         self.ids: list[str] = []
         self._seen: set[str] = set()
@@ -188,14 +195,15 @@ class RecordArchiveWriter(AtomicZipWriter):
         self.add_raw(uid, self.encode(uid, arrays))
 
     def encode(self, uid: str, arrays: Mapping[str, np.ndarray]) -> bytes:
-        """The member :meth:`add` writes for ``uid`` (``arrays`` has exactly the schema's fields)."""
+        """The member :meth:`add` writes for ``uid`` (``arrays`` has the schema's fields; the
+        optional ones may be left out)."""
         check_uid(uid)
-        missing = [f for f in self.fields[1:] if f not in arrays]
+        missing = [f for f in self.fields[1:] if f not in arrays and f not in self.optional]
         extra = sorted(set(arrays) - set(self.fields))
         if missing or extra:
             raise ValueError(f"{self.path}: record '{uid}' lacks fields {missing} / has unknown {extra}")
         record = {"id": np.array(uid, dtype=np.str_), **{k: np.asarray(v) for k, v in arrays.items()}}
-        return npz_bytes(record, self.fields)
+        return npz_bytes(record, [f for f in self.fields if f in record])
 
     def add_raw(self, uid: str, blob: bytes) -> None:
         """Add an already encoded member (used to concatenate shards without re-encoding)."""
@@ -220,6 +228,7 @@ class RecordArchive(Mapping[str, dict[str, np.ndarray]]):
         self.path = Path(path)
         self.kind = kind
         self.fields = ("id", *[f for f in fields if f != "id"])
+        self.skip: tuple[str, ...] = ()  # fields not decompressed when a record is read
         if not self.path.is_file():
             raise DataError(f"{self.path}: {kind} not found")
         try:
@@ -261,7 +270,7 @@ class RecordArchive(Mapping[str, dict[str, np.ndarray]]):
         blob = self.raw(uid)  # KeyError for an unknown id
         try:
             with np.load(io.BytesIO(blob), allow_pickle=False) as z:
-                data = {name: z[name] for name in z.files}
+                data = {name: z[name] for name in z.files if name not in self.skip}
         except Exception as exc:
             raise DataError(
                 f"{self.path}: member '{uid}.npz' of this {self.kind} is unreadable ({exc})"

@@ -117,6 +117,14 @@ def normalise(matrix: np.ndarray, axis: str) -> np.ndarray:
 def pool_saliency(saliency: np.ndarray, method: str = "max2d", factor: int = 4) -> np.ndarray:
     """SM^X (I, T, F) -> (I, ceil(T / factor)) on the encoder grid.
 
+    Encoder step ``j`` covers input frames ``[j * factor, (j + 1) * factor)`` (the last window
+    truncated to ``T``), ``factor`` being the model's subsampling (ours 4, Whisper 2). This is the
+    grid of the model's own convolutions: they give ``ceil(T / factor)`` steps, step ``j`` centred on
+    input frame ``j * factor`` (its receptive field is wider: frames ``4j - 6 .. 4j + 6`` for ours,
+    ``2j - 2 .. 2j + 2`` for Whisper), so each window starts at its step's centre. Deletion's
+    upsampling (:func:`caspes.explain.deletion.upsample_frames`) and the timestamps' frame times
+    (:mod:`caspes.analysis.timestamps`) use the same windows.
+
     ``max2d``: maximum over each window of ``factor`` frames x all bins (the last window may be
     shorter: ceil mode); ``avg2d``: mean over the window's cells; ``max1d_avg1d``: maximum over the
     bins of each frame, then the mean over the window's frames.

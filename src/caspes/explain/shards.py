@@ -141,6 +141,7 @@ def explain_shard(
                     n_masks=res.n_masks,
                     p=options.p,
                     seed=options.seed,
+                    halves=res.halves,
                 )
             )
             if partial is not None:

@@ -10,12 +10,21 @@ Method (``spec/spes_reference.md`` §1-§3; the paper §3.2, §4.3):
   probability ``1 - p`` (``u >= p``, ``u ~ U[0, 1)``).  The perturbed input is ``X * M`` (0 =
   utterance mean in the CMVN-normalised space).  SM^H: the encoder runs once, each mask keeps every
   encoder time step with probability ``1 - p_H`` and zeroes whole D-vectors; only the decoder runs
-  per mask.
+  per mask.  A zeroed step's cross-attention key and value are the projections' biases, so for
+  our models (``encoder_occlusion``) the keys and values are projected once per utterance and
+  each mask selects, per step, the clean projection or the bias: the same maps (up to float
+  rounding of the projection, far below 1e-6) without re-projecting the encoder per mask.
 * Score of mask ``m`` on row ``i``: ``s_m[i] = KL(P[i] || Q_m[i])`` over the full vocabulary, fp32.
 * Accumulation on the *occluded* elements: ``SM[i, e] = sum_m s_m[i] D_m[e] / sum_m D_m[e]`` with
   ``D_m = 1 - M_m`` (0 where an element was never occluded).  With SLIC masks ``D_m`` is constant
   on each segment, so the numerator is computed per level as ``S^T @ D_seg`` (I x segments) and
   scattered to the cells through the label map: exact, and never an N x I x T x F tensor.
+
+Reliability: every mask also goes to one of two halves of the budget (:func:`mask_half`, the
+parity of its index in its draw), and each half's numerator and counts are accumulated too, so
+every map comes with two independent half-budget estimates (``SaliencyResult.halves``) for its
+split-half reliability, without an extra forward pass.  ``prefixes`` returns the maps of the
+first masks as well (a budget sweep from one run, :mod:`caspes.analysis.convergence`).
 
 Speed: masks are drawn on the model's device, many per forward pass; the batch size adapts to the
 device (free GPU memory, or a frame budget on CPU); bf16 autocast for the model is an option on
@@ -33,7 +42,7 @@ import contextlib
 import hashlib
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -68,12 +77,22 @@ class SaliencyResult:
         counts: int64 (T, F) or (T',): how many masks occluded each element.
         n_masks: masks actually used.
         batch_size: masks per forward pass that was used.
+        halves: float32 (2, I, T, F) or (2, I, T'): the same estimate from each half of the masks
+            (:func:`mask_half`), for the split-half reliability of the map
+            (:func:`caspes.analysis.correlation.split_half`); 0 where a half never occluded an
+            element.  The full map is accumulated on its own, so it does not depend on the halves.
+        prefixes: for each budget ``b`` asked for (``prefixes`` of :func:`explain_input` /
+            :func:`explain_encoder`), the result of the first masks only (SM^X: the first
+            ``b // L`` of every level; SM^H: the first ``b``), as a map from those masks alone
+            would be: a budget sweep for the price of its largest budget.
     """
 
     saliency: np.ndarray
     counts: np.ndarray
     n_masks: int
     batch_size: int
+    halves: np.ndarray | None = None
+    prefixes: dict[int, SaliencyResult] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- small pieces
@@ -81,6 +100,27 @@ def utterance_seed(seed: int, uid: str) -> int:
     """A 63-bit seed from the configured seed and the utterance id (stable across runs/machines)."""
     digest = hashlib.sha256(f"{int(seed)}:{uid}".encode()).digest()
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def mask_half(index: Tensor) -> Tensor:
+    """Which half (0 or 1) of the budget a mask belongs to: the parity of its index in its draw
+    (its SLIC level for SM^X, the whole budget for SM^H).  Masks are independent draws, so the
+    two halves are two independent estimates of the map, each from half of the masks."""
+    return index % 2
+
+
+def _accumulate_halves(num: Tensor, cnt: Tensor, start: int, scores: Tensor, occluded: Tensor) -> None:
+    """Add a batch of masks (``scores`` (b, I), ``occluded`` (b, E) float64, masks ``start`` ..
+    ``start + b - 1``) to the per-half numerators ``num`` (2, I, E) and counts ``cnt`` (2, E)."""
+    half = mask_half(torch.arange(start, start + scores.size(0), device=scores.device))
+    for h in (0, 1):
+        rows = half == h
+        num[h].add_(scores[rows].T @ occluded[rows])
+        cnt[h].add_(occluded[rows].sum(0))
+
+
+def _mean_map(num: Tensor, cnt: Tensor) -> Tensor:
+    return torch.where(cnt > 0, num / cnt.clamp_min(1), torch.zeros_like(num))
 
 
 def masks_per_level(n_masks: int, levels: int) -> int:
@@ -181,10 +221,17 @@ def auto_batch_size(
     return int(max(1, min(options.max_batch_size, size)))
 
 
-def _run_batches(total: int, batch_size: int, step: Any) -> int:
-    """Call ``step(start, stop)`` over ``range(total)`` in batches; on CUDA out-of-memory halve the
-    batch and retry.  Returns the batch size finally used."""
-    start = 0
+def _cuts(prefixes: Sequence[int], total: int) -> list[int]:
+    """Sorted distinct prefix lengths in (0, total], ending with ``total``."""
+    bad = [c for c in prefixes if not 0 < c <= total]
+    if bad:
+        raise ValueError(f"prefix budgets {bad} are outside 1..{total} masks")
+    return sorted(set(prefixes) | {total})
+
+
+def _run_batches(total: int, batch_size: int, step: Any, start: int = 0) -> int:
+    """Call ``step(start, stop)`` over ``range(start, total)`` in batches; on CUDA out-of-memory
+    halve the batch and retry.  Returns the batch size finally used."""
     while start < total:
         stop = min(total, start + batch_size)
         try:
@@ -208,6 +255,7 @@ def explain_input(
     segmentations: Sequence[np.ndarray],
     options: OcclusionOptions,
     uid: str = "",
+    prefixes: Sequence[int] = (),
 ) -> SaliencyResult:
     """SM^X of one utterance.
 
@@ -218,6 +266,8 @@ def explain_input(
         segmentations: per level an integer (T, F) array of 0-based segment labels.
         options: :class:`OcclusionOptions` (``p`` = segment occlusion probability).
         uid: utterance id (part of the mask seed).
+        prefixes: budgets (total masks, at most ``n_masks``) whose maps are also returned, from
+            the first ``b // L`` masks of every level (:attr:`SaliencyResult.prefixes`).
 
     Returns:
         :class:`SaliencyResult` with saliency (I, T, F) and counts (T, F).
@@ -235,11 +285,15 @@ def explain_input(
             raise ValueError(f"{uid}: segmentation level {k} has negative labels")
         labels.append(torch.as_tensor(lab.astype(np.int64), device=device).reshape(-1))
     per_level = masks_per_level(options.n_masks, len(labels))
+    level_cuts = _cuts([masks_per_level(b, len(labels)) for b in prefixes], per_level)
+    snapshots: dict[int, list[tuple[Tensor, ...]]] = {c: [] for c in level_cuts}
     dec = _decoder_tensor(decoder_input, dims, device)
     n_rows = dec.size(1)
     gen = torch.Generator(device=device).manual_seed(utterance_seed(options.seed, uid))
     numerator = torch.zeros(n_rows, t * f, dtype=torch.float64, device=device)
     counts = torch.zeros(t * f, dtype=torch.float64, device=device)
+    half_num = torch.zeros(2, n_rows, t * f, dtype=torch.float64, device=device)
+    half_counts = torch.zeros(2, t * f, dtype=torch.float64, device=device)
     flat_x = x.reshape(-1)
     used_batch = 0
     fill, context = occlusion_context(model, x)
@@ -267,21 +321,52 @@ def explain_input(
             n_seg = int(lab.max()) + 1
             keep = torch.rand(per_level, n_seg, generator=gen, device=device) >= options.p  # (N_l, S)
             seg_num = torch.zeros(n_rows, n_seg, dtype=torch.float64, device=device)
+            seg_half = torch.zeros(2, n_rows, n_seg, dtype=torch.float64, device=device)
+            seg_half_counts = torch.zeros(2, n_seg, dtype=torch.float64, device=device)
 
-            def step(start: int, stop: int, keep=keep, seg_num=seg_num, lab=lab) -> None:
+            def step(
+                start: int, stop: int, keep=keep, seg_num=seg_num, lab=lab, sh=seg_half, shc=seg_half_counts
+            ) -> None:
                 k = keep[start:stop]
-                s = score(k[:, lab])  # (b, I)
-                seg_num.add_(s.double().T @ (~k).double())  # (I, S)
+                s = score(k[:, lab]).double()  # (b, I)
+                occluded = (~k).double()
+                seg_num.add_(s.T @ occluded)  # (I, S)
+                _accumulate_halves(sh, shc, start, s, occluded)
 
-            batch_size = used_batch = _run_batches(per_level, batch_size, step)
+            done = 0
+            for cut in level_cuts:
+                batch_size = used_batch = _run_batches(cut, batch_size, step, start=done)
+                done = cut
+                if cut < per_level:  # a prefix: this level's accumulators after its first `cut` masks
+                    snapshots[cut].append((seg_num[:, lab], (~keep[:cut]).double().sum(0)[lab],
+                                           seg_half[:, :, lab], seg_half_counts[:, lab]))  # fmt: skip
             numerator += seg_num[:, lab]
             counts += (~keep).double().sum(0)[lab]
+            half_num += seg_half[:, :, lab]
+            half_counts += seg_half_counts[:, lab]
+    snapshots[per_level] = [(numerator, counts, half_num, half_counts)]
+    results = {
+        cut: _result(parts, (n_rows, t, f), cut * len(labels), used_batch) for cut, parts in snapshots.items()
+    }
+    full = results.pop(per_level)
+    full.prefixes = {b: results.get(masks_per_level(b, len(labels)), full) for b in prefixes}
+    return full
+
+
+def _result(
+    parts: Sequence[tuple[Tensor, ...]], shape: tuple[int, ...], n_masks: int, batch: int
+) -> SaliencyResult:
+    """A :class:`SaliencyResult` from the summed (numerator, counts, half numerators, half counts)
+    of ``parts`` (one per SLIC level, or one in all)."""
+    numerator, counts, half_num, half_counts = (sum((p[k] for p in parts[1:]), parts[0][k]) for k in range(4))
     sal = torch.where(counts > 0, numerator / counts.clamp_min(1), torch.zeros_like(numerator))
+    halves = _mean_map(half_num, half_counts.unsqueeze(1))
     return SaliencyResult(
-        saliency=sal.view(n_rows, t, f).float().cpu().numpy(),
-        counts=counts.view(t, f).round().long().cpu().numpy(),
-        n_masks=per_level * len(labels),
-        batch_size=used_batch,
+        saliency=sal.view(shape).float().cpu().numpy(),
+        counts=counts.view(shape[1:]).round().long().cpu().numpy(),
+        n_masks=n_masks,
+        batch_size=batch,
+        halves=halves.view(2, *shape).float().cpu().numpy(),
     )
 
 
@@ -292,10 +377,12 @@ def explain_encoder(
     decoder_input: Sequence[int],
     options: OcclusionOptions,
     uid: str = "",
+    prefixes: Sequence[int] = (),
 ) -> SaliencyResult:
     """SM^H of one utterance: occlusion of whole encoder output steps (``p`` = ``p_H``).
 
-    Args: as :func:`explain_input`, without segmentations.
+    Args: as :func:`explain_input`, without segmentations (``prefixes``: maps of the first ``b``
+    masks).
 
     Returns:
         :class:`SaliencyResult` with saliency (I, T') and counts (T',).
@@ -314,9 +401,19 @@ def explain_encoder(
         pad_steps = states.size(1) - t_enc
         keep = torch.rand(options.n_masks, t_enc, generator=gen, device=device) >= options.p  # (N, T')
         numerator = torch.zeros(n_rows, t_enc, dtype=torch.float64, device=device)
+        half_num = torch.zeros(2, n_rows, t_enc, dtype=torch.float64, device=device)
+        half_counts = torch.zeros(2, t_enc, dtype=torch.float64, device=device)
+        occluded_decoder = None
+        if hasattr(model, "encoder_occlusion") and not pad_steps:  # cross K/V projected once
+            with autocast_bf16(device, options.autocast_bf16):
+                occluded_decoder = model.encoder_occlusion(states)
 
         def score(k: Tensor) -> Tensor:
             b = k.size(0)
+            if occluded_decoder is not None:
+                with autocast_bf16(device, options.autocast_bf16):
+                    logits = occluded_decoder(k, dec.expand(b, -1))
+                return kl_rows(clean, torch.log_softmax(logits.float(), dim=-1))
             if pad_steps:
                 k = torch.cat([k, torch.ones(b, pad_steps, dtype=k.dtype, device=device)], dim=1)
             masked = states * k.unsqueeze(-1).to(states.dtype)
@@ -330,15 +427,19 @@ def explain_encoder(
 
         def step(start: int, stop: int) -> None:
             k = keep[start:stop]
-            numerator.add_(score(k).double().T @ (~k).double())
+            s = score(k).double()
+            occluded = (~k).double()
+            numerator.add_(s.T @ occluded)
+            _accumulate_halves(half_num, half_counts, start, s, occluded)
 
         batch_size = auto_batch_size(device, t_enc, options, probe)
-        used_batch = _run_batches(options.n_masks, batch_size, step)
-        counts = (~keep).double().sum(0)
-    sal = torch.where(counts > 0, numerator / counts.clamp_min(1), torch.zeros_like(numerator))
-    return SaliencyResult(
-        saliency=sal.float().cpu().numpy(),
-        counts=counts.round().long().cpu().numpy(),
-        n_masks=options.n_masks,
-        batch_size=used_batch,
-    )
+        done = 0
+        results = {}
+        for cut in _cuts(prefixes, options.n_masks):
+            batch_size = _run_batches(cut, batch_size, step, start=done)
+            done = cut
+            parts = [(numerator, (~keep[:cut]).double().sum(0), half_num, half_counts)]
+            results[cut] = _result(parts, (n_rows, t_enc), cut, batch_size)
+    full = results.pop(options.n_masks)
+    full.prefixes = {b: results.get(b, full) for b in prefixes}
+    return full

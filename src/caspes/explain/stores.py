@@ -9,7 +9,11 @@ Fields of a record:
 * ``decoder_input``, ``target_ids``, ``pieces``, ``roles``: the rows, copied from the
   cross-attention store of the same hypotheses (:mod:`caspes.decode.xattn`), so that row ``i`` of
   SM, of CA and of the hypothesis always agree;
-* ``kind`` (``"input"`` / ``"encoder"``), ``n_masks``, ``p``, ``seed``: how it was made.
+* ``kind`` (``"input"`` / ``"encoder"``), ``n_masks``, ``p``, ``seed``: how it was made;
+* ``halves`` (optional): float16 (2, I, T, F) or (2, I, T'), the map estimated from each half of
+  the masks (:func:`caspes.explain.spes.mask_half`), divided by the same row maxima as
+  ``saliency``: what the split-half reliability of the map is computed from.  Stores written
+  before it existed have none (their reliability is unknown).
 """
 
 from __future__ import annotations
@@ -35,7 +39,10 @@ _FIELDS = (
     "n_masks",
     "p",
     "seed",
+    "halves",
 )
+
+_OPTIONAL = ("halves",)
 
 
 KINDS = ("input", "encoder")
@@ -56,13 +63,14 @@ class SaliencyRecord:
     n_masks: int
     p: float
     seed: int
+    halves: np.ndarray | None = None
 
 
 class SaliencyStoreWriter(RecordArchiveWriter):
     """Writer of :class:`SaliencyRecord` s (atomic on close)."""
 
     def __init__(self, path: str | Path) -> None:
-        super().__init__(path, _FIELDS, kind="saliency store")
+        super().__init__(path, _FIELDS, kind="saliency store", optional=_OPTIONAL)
 
     def add_record(self, r: SaliencyRecord) -> None:
         self.add_raw(r.id, self.encode_record(r))
@@ -83,6 +91,14 @@ class SaliencyStoreWriter(RecordArchiveWriter):
             raise ValueError(f"{r.id}: saliency must be finite and >= 0")
         scale = sal.reshape(sal.shape[0], -1).max(axis=1)
         safe = np.where(scale > 0, scale, 1.0).reshape((-1,) + (1,) * (sal.ndim - 1))
+        extra = {}
+        if r.halves is not None:
+            halves = np.asarray(r.halves, dtype=np.float32)
+            if halves.shape != (2, *sal.shape):
+                raise ValueError(f"{r.id}: halves shape {halves.shape} is not (2, *{sal.shape})")
+            if not np.isfinite(halves).all() or (halves < 0).any():
+                raise ValueError(f"{r.id}: half maps must be finite and >= 0")
+            extra["halves"] = (halves / safe[None]).astype(np.float16)
         return self.encode(
             r.id,
             {
@@ -97,15 +113,20 @@ class SaliencyStoreWriter(RecordArchiveWriter):
                 "n_masks": np.array(r.n_masks, dtype=np.int64),
                 "p": np.array(r.p, dtype=np.float64),
                 "seed": np.array(r.seed, dtype=np.int64),
+                **extra,
             },
         )
 
 
 class SaliencyStore(RecordArchive):
-    """Reader: ``store[uid]`` -> :class:`SaliencyRecord` (one utterance decompressed at a time)."""
+    """Reader: ``store[uid]`` -> :class:`SaliencyRecord` (one utterance decompressed at a time).
 
-    def __init__(self, path: str | Path) -> None:
-        super().__init__(path, _FIELDS, kind="saliency store")
+    ``halves``: also read the half maps (``record.halves``; None otherwise, and for stores
+    without them): only the reliability needs them, and they are twice the size of the map."""
+
+    def __init__(self, path: str | Path, halves: bool = False) -> None:
+        super().__init__(path, [f for f in _FIELDS if f not in _OPTIONAL], kind="saliency store")
+        self.skip = () if halves else _OPTIONAL
 
     def __getitem__(self, uid: str) -> SaliencyRecord:  # type: ignore[override]
         d = super().__getitem__(uid)
@@ -123,6 +144,7 @@ class SaliencyStore(RecordArchive):
             n_masks=int(d["n_masks"]),
             p=float(d["p"]),
             seed=int(d["seed"]),
+            halves=d["halves"].astype(np.float32) * scale[None] if "halves" in d else None,
         )
 
     def __enter__(self) -> SaliencyStore:

@@ -245,6 +245,38 @@ class TransformerDecoder(nn.Module):
     def _project_encoder(self, encoder_states: Tensor) -> list[tuple[Tensor, Tensor]]:
         return [layer.cross_attn.project_kv(encoder_states) for layer in self.layers]
 
+    def occluded_cross_kvs(
+        self, clean_kvs: list[tuple[Tensor, Tensor]], keep: Tensor
+    ) -> list[tuple[Tensor, Tensor]]:
+        """Cross-attention keys and values of copies of one encoder output whose steps are zeroed
+        where ``keep`` (bool (B, T')) is False, from the clean projections ``clean_kvs`` (per layer
+        (1, H, T', D/H) x2, :meth:`_project_encoder` of the clean states): a zero row projects to
+        the projection's bias, so a zeroed step's key and value are the bias and a kept step's the
+        clean ones; no projection is computed per copy."""
+        sel = keep[:, None, :, None]
+        out = []
+        for layer, (k, v) in zip(self.layers, clean_kvs, strict=True):
+            attn = layer.cross_attn
+            shape = (1, attn.num_heads, 1, attn.head_dim)
+            bias_k = attn.k_proj.bias.to(k.dtype).view(shape)
+            bias_v = attn.v_proj.bias.to(v.dtype).view(shape)
+            out.append((torch.where(sel, k, bias_k), torch.where(sel, v, bias_v)))
+        return out
+
+    def forward_cross_kvs(
+        self,
+        tokens: Tensor,
+        cross_kvs: list[tuple[Tensor, Tensor]],
+        encoder_padding_mask: Tensor,
+    ) -> Tensor:
+        """Teacher-forced logits (B, I, V) over given cross-attention keys and values (per layer
+        (B, H, T', D/H) x2), e.g. :meth:`occluded_cross_kvs`."""
+        if tokens.dim() != 2 or tokens.dtype != torch.long or tokens.size(0) != encoder_padding_mask.size(0):
+            raise ValueError(f"decoder tokens must be long (B, I) with B={encoder_padding_mask.size(0)}")
+        x = self._embed(tokens, make_positions(tokens, self.pad_id))
+        logits, _, _ = self._run(x, [None] * len(self.layers), cross_kvs, encoder_padding_mask, False)
+        return logits
+
     def _run(
         self,
         x: Tensor,

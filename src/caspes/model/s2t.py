@@ -322,6 +322,33 @@ class S2TModel(nn.Module):
         logits, weights = self.decoder(decoder_input, encoder_states, mask, need_weights=return_attention)
         return DecoderOutput(logits=logits, cross_attention=weights)
 
+    def encoder_occlusion(self, encoder_states: Tensor) -> Any:
+        """SM^H's decoder over occluded copies of one utterance's encoder output.
+
+        Args:
+            encoder_states: (1, T', D) clean encoder output (unpadded).
+
+        Returns:
+            ``decode(keep, decoder_input)``: keep bool (B, T'), decoder_input (B, I) -> logits
+            (B, I, V), the same as :meth:`decode_teacher_forced` of ``encoder_states * keep``
+            (up to float rounding of the projections), with the cross-attention keys and values
+            projected once here (:meth:`TransformerDecoder.occluded_cross_kvs`).
+        """
+        if encoder_states.dim() != 3 or encoder_states.size(0) != 1:
+            raise ValueError(
+                f"expected one utterance's encoder states (1, T', D), got {tuple(encoder_states.shape)}"
+            )
+        clean = self.decoder._project_encoder(encoder_states)
+
+        def decode(keep: Tensor, decoder_input: Tensor) -> Tensor:
+            if keep.dim() != 2 or keep.size(1) != encoder_states.size(1):
+                raise ValueError(f"keep must be (B, {encoder_states.size(1)}), got {tuple(keep.shape)}")
+            mask = torch.zeros(keep.shape, dtype=torch.bool, device=keep.device)  # no padded step
+            kvs = self.decoder.occluded_cross_kvs(clean, keep)
+            return self.decoder.forward_cross_kvs(decoder_input, kvs, mask)
+
+        return decode
+
     def decode_step(
         self,
         encoder_states: Tensor,

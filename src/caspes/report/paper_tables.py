@@ -21,7 +21,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from caspes.report.results import Bootstrap, map_sort_key, r_cell, read_correlations, read_tsv, run_of
+from caspes.report.results import (
+    Bootstrap,
+    corr_cell,
+    map_sort_key,
+    r_cell,
+    read_correlations,
+    read_tsv,
+    run_of,
+)
+from caspes.report.summaries import map_reliability
 from caspes.report.tables import Cell, Table, mark_best, to_markdown, write_table
 
 __all__ = [
@@ -64,13 +73,31 @@ POOLING_NAMES = {"avg2d": "2D avg", "max1d_avg1d": "1D max + 1D avg", "max2d": "
 LANG_NAMES = {"en": "en", "it": "it"}
 
 
-def _layer_values(corr: pd.DataFrame, pooling: str) -> tuple[dict[int, np.ndarray], np.ndarray, int]:
-    """Per-utterance r of each layer's head average, of the all-average, and the undefined count."""
+def _layer_values(corr: pd.DataFrame, pooling: str) -> tuple[dict[int, pd.DataFrame], pd.DataFrame, int]:
+    """Per-utterance rows of each layer's head average, of the all-average, and the undefined count."""
     sel = corr[corr["pooling"] == pooling]
     layers = sel[(sel["head"] == "avg") & (sel["layer"] != "avg")]
-    per_layer = {int(k): g["r"].to_numpy(dtype=float) for k, g in layers.groupby("layer")}
-    overall = sel[(sel["layer"] == "avg") & (sel["head"] == "avg")]["r"].to_numpy(dtype=float)
+    per_layer = {int(k): g for k, g in layers.groupby("layer")}
+    overall = sel[(sel["layer"] == "avg") & (sel["head"] == "avg")]
     return per_layer, overall, int(sel["r"].isna().sum())
+
+
+def _corrected_note(entries: Sequence[tuple[str, Cell]]) -> list[str]:
+    """The footnote of the noise-corrected l-AVG of each (label, l-AVG cell) (README: "Reliability")."""
+    parts = []
+    for label, cell in entries:
+        corrected, rel = cell.extra.get("corrected", math.nan), cell.extra.get("reliability", math.nan)
+        if math.isfinite(rel):
+            parts.append(f"{label} {corrected:.3f} (ρ {rel:.2f})")
+        else:
+            parts.append(f"{label} – (reliability unknown)")
+    if not parts:
+        return []
+    return [
+        "Noise-corrected l-AVG, r / √ρ with ρ the mean split-half (Spearman-Brown) reliability of the saliency "
+        "maps: " + "; ".join(parts) + ". The CSV has it for every cell (_corrected), with ρ (_reliability) "
+        "and the mean Spearman and Kendall correlations (_spearman, _kendall)."
+    ]
 
 
 def _undefined_note(count: int) -> list[str]:
@@ -94,7 +121,7 @@ def table1(corr_files: Sequence[str], pooling: str, boot: Bootstrap = Bootstrap(
         sel = read_correlations(path)
         sel = sel[sel["pooling"] == pooling]
         undefined += int(sel["r"].isna().sum())
-        values = {key: g["r"].to_numpy(dtype=float) for key, g in sel.groupby(["layer", "head"])}
+        values = {key: g for key, g in sel.groupby(["layer", "head"])}
         layers = sorted(int(v) for v in sel["layer"].unique() if v != "avg")
         heads = sorted(int(v) for v in sel["head"].unique() if v != "avg")
         n_heads = max(n_heads, len(heads))
@@ -122,22 +149,25 @@ def table1(corr_files: Sequence[str], pooling: str, boot: Bootstrap = Bootstrap(
         for layer in layers:
             rows.append(
                 [label, f"l{layer}"]
-                + [r_cell(values.get((str(layer), str(h))), boot) for h in heads]
+                + [corr_cell(values.get((str(layer), str(h))), boot) for h in heads]
                 + pad
-                + [r_cell(values.get((str(layer), "avg")), boot)]
+                + [corr_cell(values.get((str(layer), "avg")), boot)]
             )
         rows.append(
             [label, "l-AVG"]
-            + [r_cell(values.get(("avg", str(h))), boot) for h in heads]
+            + [corr_cell(values.get(("avg", str(h))), boot) for h in heads]
             + pad
-            + [r_cell(values.get(("avg", "avg")), boot)]
+            + [corr_cell(values.get(("avg", "avg")), boot)]
         )
         table.rows = rows
         grid = [(r, c) for r in range(start, start + len(layers)) for c in range(2, 2 + len(heads))]
         mark_best(table, grid, style="bold")
         mark_best(table, [(r, 2 + n_heads) for r in range(start, start + len(layers))], style="underline")
         mark_best(table, [(start + len(layers), c) for c in range(2, 2 + len(heads))], style="underline")
-    table.notes = _undefined_note(undefined)
+    overall = [(row[0], row[-1]) for row in table._normalise() if row[1].value == "l-AVG"]  # type: ignore[union-attr]
+    table.notes = _undefined_note(undefined) + _corrected_note(
+        [(str(label.value), c) for label, c in overall]
+    )  # type: ignore[union-attr]
     return table
 
 
@@ -162,13 +192,16 @@ def _layerwise(
     for run, per_layer, overall in entries:
         table.rows.append(
             [run.model, run.src, f"{run.task} ({run.direction})"]
-            + [r_cell(per_layer.get(k), boot) for k in range(1, n_layers + 1)]
-            + [r_cell(overall, boot)]
+            + [corr_cell(per_layer.get(k), boot) for k in range(1, n_layers + 1)]
+            + [corr_cell(overall, boot)]
         )
         r = len(table.rows) - 1
         mark_best(table, [(r, c) for c in range(3, 4 + n_layers)], style="bold")
         mark_best(table, [(r, c) for c in range(3, 3 + len(per_layer))], style="underline")
-    table.notes = _undefined_note(undefined)
+    labels = [f"{run.model} {run.src} {run.task}" for run, _, _ in entries]
+    table.notes = _undefined_note(undefined) + _corrected_note(
+        [(label, table.cell(r, 3 + n_layers)) for r, label in enumerate(labels)]
+    )
     return table
 
 
@@ -191,7 +224,9 @@ def _ablation_table(
     name: str,
     caption: str,
     first_column: str,
-    body: Sequence[tuple[str, dict[int, np.ndarray], np.ndarray, float | None, float | None, float | None]],
+    body: Sequence[
+        tuple[str, dict[int, pd.DataFrame], pd.DataFrame, float | None, float | None, float | None]
+    ],
     n_layers: int,
     metric: str,
     undefined: int,
@@ -209,7 +244,7 @@ def _ablation_table(
     )  # fmt: skip
     for label, per_layer, overall, deletion, paper_r, paper_del in body:
         table.rows.append(
-            [label, *[r_cell(per_layer.get(k), boot) for k in range(1, n_layers + 1)], r_cell(overall, boot),
+            [label, *[corr_cell(per_layer.get(k), boot) for k in range(1, n_layers + 1)], corr_cell(overall, boot),
              Cell(deletion, digits=2), Cell(paper_r), Cell(paper_del, digits=2)]
         )  # fmt: skip
     n_rows = len(table.rows)
@@ -221,7 +256,9 @@ def _ablation_table(
         )
     for r in range(n_rows):
         mark_best(table, [(r, c) for c in range(1, 1 + n_layers)], style="underline")
-    table.notes = _undefined_note(undefined)
+    table.notes = _undefined_note(undefined) + _corrected_note(
+        [(f"{first_column} {row[0].value}", row[1 + n_layers]) for row in table._normalise()]  # type: ignore[union-attr]
+    )
     return table
 
 
@@ -249,19 +286,27 @@ def table4(corr_files: Sequence[str], deletion_files: Sequence[str], boot: Boots
     return _ablation_table("table4", caption, "aggregation", body, n_layers, metrics[0], undefined, boot)
 
 
-def table5(quality_files: Sequence[str], deletion_files: Sequence[str], size_files: Sequence[str]) -> Table:
-    """Quality of the models and of their explanations (main split)."""
+def table5(
+    quality_files: Sequence[str],
+    deletion_files: Sequence[str],
+    size_files: Sequence[str],
+    corr_files: Sequence[str] = (),
+    pooling: str = "max2d",
+) -> Table:
+    """Quality of the models and of their explanations (main split), with each map's mean
+    reliability (:func:`~caspes.report.summaries.map_reliability`) when ``corr_files`` are given."""
     quality: dict[tuple[str, str], tuple[str, pd.Series]] = {}
     for path in quality_files:
         run = run_of(path)
         quality[(run.model, run.direction)] = (run.task, read_tsv(path).iloc[0])
     dele = {_map_key(p): _deletion_auc(p)[0] for p in deletion_files}
     size = {_map_key(p): _size_auc(p) for p in size_files}
+    reliability = {_map_key(p): map_reliability(p, pooling)[1] for p in corr_files}
     maps = sorted({k[2] for k in dele}, key=lambda n: (n != "smx", n))
     columns = ["model", "direction", "task", "WER", "BLEU", "chrF", "COMET"]
     for m in maps:
         label = "SM^X" if m == "smx" else f"SM^H ({m.split('-', 1)[1]})"
-        columns += [f"{label} deletion", f"{label} size"]
+        columns += [f"{label} deletion", f"{label} size"] + ([f"{label} ρ"] if reliability else [])
     table = Table(
         name="table5",
         caption=(
@@ -270,6 +315,12 @@ def table5(quality_files: Sequence[str], deletion_files: Sequence[str], size_fil
             "better) and size AUC (lower is more compact). SM^X deletion ranks single time-frequency cells, "
             f"SM^H deletion encoder steps. Paper (base, en): WER {PAPER['table5_base']['wer']}, deletion "
             f"{PAPER['table5_base']['deletion']}, size {PAPER['table5_base']['size']}."
+            + (
+                " ρ: mean split-half (Spearman-Brown) reliability of the map, SM^X pooled as in the "
+                "correlations (beyond the paper)."
+                if reliability
+                else ""
+            )
         ),
         columns=columns,
         rows=[],
@@ -284,7 +335,7 @@ def table5(quality_files: Sequence[str], deletion_files: Sequence[str], size_fil
             row += [
                 Cell(dele.get((model, direction, m)), digits=2),
                 Cell(size.get((model, direction, m)), digits=2),
-            ]
+            ] + ([Cell(reliability.get((model, direction, m)), digits=2)] if reliability else [])
         table.rows.append(row)
     return table
 
@@ -370,7 +421,9 @@ def build_table(
     if name == "table4":
         return table4(inputs["correlation"], inputs["deletion"], boot)
     if name == "table5":
-        return table5(inputs["quality"], inputs["deletion"], inputs["sizes"])
+        return table5(
+            inputs["quality"], inputs["deletion"], inputs["sizes"], inputs.get("correlation", ()), pooling
+        )
     if name == "table6":
         return table6(inputs["correlation"], inputs["deletion"], boot)
     if name == "discussion":

@@ -12,10 +12,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from caspes.analysis.bootstrap import bootstrap_ci
+from caspes.analysis.bootstrap import bootstrap_ci, disattenuated_ci
 from caspes.report.tables import Cell
 
-__all__ = ["Run", "run_of", "read_tsv", "Bootstrap", "r_cell", "read_correlations", "map_sort_key"]
+__all__ = [
+    "Run",
+    "run_of",
+    "read_tsv",
+    "Bootstrap",
+    "r_cell",
+    "corr_cell",
+    "read_correlations",
+    "map_sort_key",
+]
 
 
 @dataclass(frozen=True)
@@ -76,6 +85,30 @@ def r_cell(values: np.ndarray | None, boot: Bootstrap = Bootstrap()) -> Cell:
 
     ci = bootstrap_ci(finite, n_resamples=boot.resamples, seed=boot.seed, level=boot.level)
     return Cell(ci.mean, ci=(ci.low, ci.high))
+
+
+def corr_cell(group: pd.DataFrame | None, boot: Bootstrap = Bootstrap()) -> Cell:
+    """:func:`r_cell` of one selection's per-utterance rows of a correlation file, with the
+    CSV-only figures (``Cell.extra``): ``corrected``, the noise-corrected ``mean r / sqrt(mean
+    reliability)`` (:func:`~caspes.analysis.bootstrap.disattenuated_ci`; with ``corrected_lo`` /
+    ``corrected_hi`` when intervals are asked for), the mean ``reliability`` of the map, and the
+    mean ``spearman`` and ``kendall`` correlations (each over its defined values; columns a file
+    lacks are left out)."""
+    if group is None:
+        return Cell(None)
+    cell = r_cell(group["r"].to_numpy(dtype=float), boot)
+    if "reliability" in group:
+        rel = group["reliability"].to_numpy(dtype=float)
+        ci = disattenuated_ci(group["r"].to_numpy(dtype=float), rel, boot.resamples, boot.seed, boot.level)
+        cell.extra["corrected"] = ci.mean
+        if boot.resamples:
+            cell.extra["corrected_lo"], cell.extra["corrected_hi"] = ci.low, ci.high
+        cell.extra["reliability"] = float(np.nanmean(rel)) if np.isfinite(rel).any() else math.nan
+    for col in ("spearman", "kendall"):
+        if col in group:
+            v = group[col].to_numpy(dtype=float)
+            cell.extra[col] = float(np.nanmean(v)) if np.isfinite(v).any() else math.nan
+    return cell
 
 
 def read_correlations(path: str | Path) -> pd.DataFrame:

@@ -72,6 +72,8 @@ _LATEX_SPECIALS = {
     "±": r"$\pm$",
     "×": r"$\times$",
     "Δ": r"$\Delta$",
+    "ρ": r"$\rho$",
+    "√": r"$\surd$",
 }
 
 
@@ -97,7 +99,8 @@ class Cell:
 
     ``value`` ``None`` is an empty cell. ``digits`` overrides the table's default number of
     decimals for floats. ``ci`` is a ``(lower, upper)`` interval, printed as ``± half-width``
-    in Markdown and LaTeX and as extra ``_lo``/``_hi`` columns in CSV.
+    in Markdown and LaTeX and as extra ``_lo``/``_hi`` columns in CSV.  ``extra`` holds figures
+    that go to the CSV only, as ``<col>_<key>`` columns (e.g. the noise-corrected r of a mean r).
     """
 
     value: float | int | str | None
@@ -105,6 +108,7 @@ class Cell:
     underline: bool = False
     digits: int | None = None
     ci: tuple[float, float] | None = None
+    extra: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.value = _normalise_value(self.value)
@@ -239,21 +243,30 @@ def to_csv(table: Table) -> str:
     """The table as comma-separated values: raw values, full precision, no markup.
 
     A column with at least one confidence interval is followed by ``<col>_lo`` and
-    ``<col>_hi`` columns, empty where a cell has no interval.
+    ``<col>_hi`` columns, empty where a cell has no interval, then by one ``<col>_<key>`` column
+    per key of its cells' ``extra`` figures (in order of first appearance; empty where a cell
+    lacks the key).
     """
     rows = table._normalise()
     has_ci = _ci_columns(table)
+    extras: list[list[str]] = []
+    for c in range(len(table.columns)):
+        keys: dict[str, None] = {}
+        for row in rows:
+            keys.update(dict.fromkeys(row[c].extra))  # type: ignore[union-attr]
+        extras.append(list(keys))
     header: list[str] = []
-    for label, ci in zip(table.columns, has_ci):
+    for label, ci, keys in zip(table.columns, has_ci, extras):
         header.append(label)
         if ci:
             header += [f"{label}_lo", f"{label}_hi"]
+        header += [f"{label}_{key}" for key in keys]
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(header)
     for row in rows:
         out: list[str] = []
-        for cell, ci in zip(row, has_ci):
+        for cell, ci, keys in zip(row, has_ci, extras):
             assert isinstance(cell, Cell)
             out.append(format_value(cell.value, None, for_csv=True))
             if ci:
@@ -261,6 +274,7 @@ def to_csv(table: Table) -> str:
                     out += ["", ""]
                 else:
                     out += [format_value(bound, None, for_csv=True) for bound in cell.ci]
+            out += [format_value(cell.extra[k], None, for_csv=True) if k in cell.extra else "" for k in keys]
         writer.writerow(out)
     return buf.getvalue()
 
