@@ -205,11 +205,11 @@ def _test(
     elif math.isnan(outcome.p) or math.isnan(outcome.estimate):
         row.reason = "undefined (constant maps)"
     elif outcome.p >= opts.alpha:
-        row.reason = f"p = {outcome.p:.3f} ≥ {opts.alpha:g}"
+        row.reason = f"p = {outcome.p:.3g} ≥ {opts.alpha:g}"
     else:
         claimed = outcome.estimate > target if above is not None else outcome.estimate < target
         row.verdict = HOLDS if claimed else DOES_NOT_HOLD
-        row.reason = f"p = {outcome.p:.3f}"
+        row.reason = f"p = {outcome.p:.3g}"
     return row
 
 
@@ -605,7 +605,7 @@ def deletion_ranking_claim(ctx: _Ctx) -> list[Claim]:
             settings[run.label] = rows
             aucs = [ctx.data.deletions[(run, m)].auc for m in ("ca", "smx-max2d", "smx") if (run, m) in
                     ctx.data.deletions]  # fmt: skip
-            est.append(" < ".join(_fmt(x, 1) for x in aucs) if len(aucs) == 3 else "–")
+            est.append(" / ".join(_fmt(x, 1) for x in aucs) if len(aucs) == 3 else "–")
     return _claim(
         ctx,
         "Deletion: CA < SM^X aggregated to T' < full-resolution SM^X (§6 Discussion).",
