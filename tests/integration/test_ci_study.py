@@ -312,12 +312,13 @@ from rerun_plan import OVERLAYS, planned_jobs  # noqa: E402
 _DOWNSTREAM_OF_SMX = {  # consumers of the SM^X stores of every run (10 stores, 2 shards each)
     "explain_input": 20, "gather_saliency": 10, "size": 10, "correlate": 10, "deletion": 14,
     "timestamps": 5, "paper_table": 6, "paper_figure": 3, "claims_check": 1, "explanation_table": 1,
+    "convergence_maps": 1, "convergence": 1,  # its params hold the SM^X occlusion settings
 }  # fmt: skip
 _BASE_AND_CONSUMERS = {  # the base model retrained: its two runs (en-en dev, test) and everything after
     "train_model": 1, "average_checkpoints": 1, "evaluate_greedy": 1, "decode": 2, "quality_table": 1,
     "explain_input": 4, "explain_encoder": 12, "gather_saliency": 8, "size": 4, "correlate": 8,
     "deletion": 13, "timestamps": 1, "paper_table": 7, "paper_figure": 3, "claims_check": 1,
-    "explanation_table": 1,
+    "explanation_table": 1, "convergence_maps": 1, "convergence": 1,
 }  # fmt: skip
 _SHARDS_3 = {  # new shard names (i-of-3): every shard job and, downstream of the rewritten stores, the rest
     "explain_input": 30, "explain_encoder": 42, "gather_saliency": 24, "size": 20, "correlate": 24,
@@ -428,7 +429,15 @@ def test_one_table_builds_only_what_it_needs(tmp_path):
     assert "paper_figure" not in dry.stdout
 
 
-GPU_RULES = {"train_model", "evaluate_greedy", "decode", "explain_input", "explain_encoder", "deletion"}
+GPU_RULES = {
+    "train_model",
+    "evaluate_greedy",
+    "decode",
+    "explain_input",
+    "explain_encoder",
+    "deletion",
+    "convergence_maps",
+}
 
 
 def _dry_run_jobs(tmp_path: Path, config: str, *args: str) -> list[dict[str, str]]:
