@@ -39,6 +39,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from scipy.stats import kendalltau, pearsonr, rankdata
 
 from caspes.core.manifest import DataError
@@ -53,6 +54,7 @@ __all__ = [
     "rank_correlations",
     "spearman_brown",
     "split_half",
+    "mean_reliability",
     "correlate",
     "summarise",
     "correlate_stores",
@@ -133,6 +135,22 @@ def split_half(
     maps = [pool_saliency(m, pooling, factor) if pooling != "none" else m for m in h]
     a, b = (normalise(m[keep], sm_norm) for m in maps)
     return pearson(a, b)
+
+
+def mean_reliability(table: pd.DataFrame, pooling: str) -> tuple[float, float, int, int]:
+    """(mean split-half r, mean Spearman-Brown reliability, utterances with a known one, with an
+    unknown one) of the maps of correlation records ``table`` (:data:`COLUMNS`) for ``pooling``:
+    one value per utterance (every selection of an utterance carries the same one)."""
+    per_utt = table[table["pooling"].astype(str) == pooling].drop_duplicates("utterance")
+    known = per_utt["reliability"].notna()
+    if not known.any():
+        return math.nan, math.nan, 0, int(len(per_utt))
+    return (
+        float(per_utt["split_half"][known].mean()),
+        float(per_utt["reliability"][known].mean()),
+        int(known.sum()),
+        int((~known).sum()),
+    )
 
 
 def correlate(
@@ -258,10 +276,10 @@ def correlations_to_file(
     undefined."""
     records = correlate_stores(xattn_path, saliency_path, ca_norm, sm_norm, factor)
     table = write_tsv(out_path, records, columns=COLUMNS, na_rep="nan")
-    for pooling, group in table.groupby("pooling", sort=False):
-        per_utt = group.drop_duplicates("utterance")["reliability"]
-        log.info("pooling %s: mean reliability %.3f over %d utterances (%d unknown)", pooling,
-                 float(per_utt.mean()), int(per_utt.notna().sum()), int(per_utt.isna().sum()))  # fmt: skip
+    for pooling in table["pooling"].astype(str).unique():
+        _, reliability, known, unknown = mean_reliability(table, pooling)
+        log.info("pooling %s: mean reliability %.3f over %d utterances (%d unknown)", pooling, reliability,
+                 known, unknown)  # fmt: skip
     for row in summarise(records, ["pooling", "layer", "head"]):
         if row["head"] == "avg" or row["layer"] == "avg":
             log.info("%s", row)

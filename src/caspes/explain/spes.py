@@ -13,7 +13,7 @@ Method (``spec/spes_reference.md`` §1-§3; the paper §3.2, §4.3):
   per mask.  A zeroed step's cross-attention key and value are the projections' biases, so for
   our models (``encoder_occlusion``) the keys and values are projected once per utterance and
   each mask selects, per step, the clean projection or the bias: the same maps (up to float
-  rounding of the projection, far below 1e-6) without re-projecting the encoder per mask.
+  rounding of the projection; tested to 1e-6) without re-projecting the encoder per mask.
 * Score of mask ``m`` on row ``i``: ``s_m[i] = KL(P[i] || Q_m[i])`` over the full vocabulary, fp32.
 * Accumulation on the *occluded* elements: ``SM[i, e] = sum_m s_m[i] D_m[e] / sum_m D_m[e]`` with
   ``D_m = 1 - M_m`` (0 where an element was never occluded).  With SLIC masks ``D_m`` is constant

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from caspes.analysis.correlation import mean_reliability
 from caspes.core.tsv import write_tsv
 from caspes.report.results import read_tsv
 
@@ -35,16 +36,8 @@ def map_reliability(correlation_path: str | Path, pooling: str) -> tuple[float, 
     if "reliability" not in corr:
         return math.nan, math.nan, 0
     pools = set(corr["pooling"].astype(str))
-    per_utt = corr[corr["pooling"].astype(str) == (pooling if pooling in pools else "none")]
-    per_utt = per_utt.drop_duplicates("utterance")
-    known = per_utt["reliability"].notna()
-    if not known.any():
-        return math.nan, math.nan, 0
-    return (
-        float(per_utt["split_half"][known].mean()),
-        float(per_utt["reliability"][known].mean()),
-        int(known.sum()),
-    )
+    split_half, reliability, known, _ = mean_reliability(corr, pooling if pooling in pools else "none")
+    return split_half, reliability, known
 
 
 def explanation_row(deletion_path: str | Path, pooling: str = "max2d") -> dict[str, object]:
