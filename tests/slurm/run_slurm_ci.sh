@@ -16,7 +16,9 @@ WORK="${1:-$(mktemp -d /tmp/caspes-slurm.XXXXXX)}"
 STATE="$WORK/slurm-state"
 CONF=/etc/slurm/slurm.conf
 MARK="# written by caspes tests/slurm/run_slurm_ci.sh"
-GPU_RULES=(train_model evaluate_greedy decode explain_input explain_encoder deletion)
+# The rules that declare gpu=1 in workflow/rules/*.smk (read here, so a new GPU rule is never missed).
+mapfile -t GPU_RULES < <(awk '/^rule [A-Za-z_0-9]+:/ {name = substr($2, 1, length($2) - 1)}
+                              /^ *gpu *= *1/ && name != "" {print name; name = ""}' "$ROOT"/workflow/rules/*.smk)
 started=()
 
 log() { printf '[slurm-ci %(%H:%M:%S)T] %s\n' -1 "$*"; }
@@ -105,6 +107,8 @@ done
 sinfo
 
 # ---------------------------------------------------------------- runs
+((${#GPU_RULES[@]})) || { echo "no rule in workflow/rules/*.smk declares gpu=1" >&2; exit 2; }
+log "GPU rules, run with gpu=0 and 1 thread here: ${GPU_RULES[*]}"
 gpu_off=()
 for rule in "${GPU_RULES[@]}"; do gpu_off+=("$rule:gpu=0"); done
 threads_one=()
