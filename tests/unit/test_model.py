@@ -19,7 +19,7 @@ from caspes.model import (
     count_parameters,
     subsampled_lengths,
 )
-from caspes.model.conformer import RelPositionMultiHeadAttention, relative_positional_encoding
+from caspes.model.conformer import RelPositionMultiHeadAttention, relative_positional_encoding, relative_shift
 
 N_MELS = 8
 VOCAB = 20
@@ -306,6 +306,20 @@ def test_overfit_smoke() -> None:
     last = loss_fn().item()
     print(f"\noverfit: cross-entropy {first:.3f} -> {last:.3f}")
     assert last < 0.5 * first
+
+
+@pytest.mark.parametrize("t", [1, 2, 5, 63])
+def test_relative_shift_is_the_distance_gather(t: int) -> None:
+    """relative_shift(s)[..., i, j] == s[..., i, (T-1) - i + j], exactly, also for a
+    non-contiguous input (an einsum's output)."""
+    scores = torch.randn(3, 2, t, 2 * t - 1).transpose(0, 1)  # not contiguous
+    i, j = torch.meshgrid(torch.arange(t), torch.arange(t), indexing="ij")
+    expected = scores[..., i, (t - 1) - i + j]
+    got = relative_shift(scores)
+    assert got.shape == (2, 3, t, t)
+    assert torch.equal(got, expected)
+    with pytest.raises(ValueError, match="2T-1"):
+        relative_shift(torch.randn(2, t, 2 * t))
 
 
 def test_relative_attention_matches_brute_force() -> None:

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 __all__ = [
     "Conv1dSubsampler",
+    "relative_shift",
     "ConformerEncoder",
     "ConformerLayer",
     "ConvolutionModule",
@@ -226,6 +227,22 @@ class ConvolutionModule(nn.Module):
         return self.dropout(h.transpose(1, 2))
 
 
+def relative_shift(scores: Tensor) -> Tensor:
+    """(..., T, 2T-1) scores per (query, relative distance) -> (..., T, T) per (query, key).
+
+    Column ``c`` of row ``i`` holds distance ``T-1-c``; key ``j`` seen from query ``i`` has distance
+    ``i - j``, i.e. column ``(T-1) - i + j``.  In a contiguous (T, 2T-1) block that element sits
+    at ``i (2T-1) + (T-1) - i + j = (T-1) + i (2T-2) + j``: a strided view (row stride ``2T-2``,
+    offset ``T-1``): the shift is a view of the contiguous scores, element for element the
+    gather ``scores[..., i, (T-1) - i + j]``, without computing or reading an index per element."""
+    t = scores.size(-2)
+    if scores.size(-1) != 2 * t - 1:
+        raise ValueError(f"scores must be (..., T, 2T-1), got {tuple(scores.shape)}")
+    scores = scores.contiguous()
+    stride = (*scores.stride()[:-2], 2 * t - 2, 1)
+    return scores.as_strided((*scores.shape[:-1], t), stride, scores.storage_offset() + t - 1)
+
+
 class RelPositionMultiHeadAttention(nn.Module):
     """Transformer-XL style self-attention with relative positions.
 
@@ -272,13 +289,10 @@ class RelPositionMultiHeadAttention(nn.Module):
         p = self.pos_proj(pos_emb).view(2 * t - 1, h, dh)
         q_u = (q + self.pos_bias_u).transpose(1, 2)  # (B, H, T, Dh)
         q_v = (q + self.pos_bias_v).transpose(1, 2)
-        # position scores for every (query, relative distance): (B, H, T, 2T-1)
+        # position scores for every (query, relative distance): (B, H, T, 2T-1); the same einsum as
+        # ever (a matmul would round some shapes differently), then a copy-free shift
         bd_full = torch.einsum("bhid,khd->bhik", q_v, p)
-        # relative shift: key j seen from query i has distance i - j -> row (T-1) - i + j
-        idx_i = torch.arange(t, device=x.device).unsqueeze(1)
-        idx_k = (t - 1) - idx_i + torch.arange(t, device=x.device).unsqueeze(0)
-        bd = bd_full[:, :, idx_i, idx_k]  # (B, H, T, T)
-        bias = bd / math.sqrt(dh)
+        bias = relative_shift(bd_full) / math.sqrt(dh)
         if padding_mask is not None:
             bias = bias.masked_fill(padding_mask[:, None, None, :], float("-inf"))
         dropout_p = self.dropout if self.training else 0.0
