@@ -9,12 +9,18 @@ input ``[EOS, ...]`` of I ids (no PAD).  One run measures
   (d) matmul/conv FLOPs per mask (FlopCounterMode, SDPA forced onto the math path so attention is
       counted on every device) -> achieved TFLOP/s and fraction of the device peak;
   (e) peak memory: CUDA max allocated, or CPU peak-RSS growth per phase;
-  (f) hours for ``--utterances`` utterances with N_X = N_H = 20000 masks each at the measured rates.
+  (f) hours for ``--utterances`` utterances with N_X = N_H = 20000 masks each at the measured rates;
+  (g) a per-phase profile of the SM^X and SM^H engines (torch.profiler over the engine's own
+      ``spes.*`` labels: mask, encoder, decoder, KL, accumulation; the rest is "other");
+  (h) with ``--bf16``: the same engines in fp32 in the same run (speed-up, and the Pearson r
+      between the bf16 and the fp32 map of the same masks).
 Engine timings include its per-call work (clean pass, mask draws, CUDA batch-size probe).
 
 Examples:
   OMP_NUM_THREADS=1 python tools/bench_spes.py --dims tiny --device cpu --frames 250 --tokens 15 \\
       --masks 256 --loop-masks 32 --threads 1
+  python tools/bench_spes.py --dims tiny --device cpu --bf16 --frames 250 --tokens 15 --masks 600 \
+      --loop-masks 60 --threads 2
   python tools/bench_spes.py --dims base --device cuda --bf16 --frames 1000 --tokens 30
   python tools/bench_spes.py --dims path/to/avg.pt --device cuda --bf16 --json bench.json
 """
@@ -36,10 +42,12 @@ import numpy as np
 import torch
 from torch import Tensor
 from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
 from caspes.explain.segment import segment_levels
 from caspes.explain.spes import (
+    PHASES,
     OcclusionOptions,
     explain_encoder,
     explain_input,
@@ -47,6 +55,7 @@ from caspes.explain.spes import (
     utterance_seed,
 )
 from caspes.model import PAPER_DIMENSIONS, ModelDimensions, S2TModel
+from caspes.model.inference import autocast_bf16
 
 #: config.yaml's tiny model dimensions, with the 512-piece vocabulary of its en_it tokenizer.
 TINY = ModelDimensions(
@@ -70,10 +79,6 @@ PEAKS = [
     (r"\bA40\b", 149.7, 37.4),
 ]
 P_X, P_H, PAPER_MASKS, UID = 0.5, 0.7, 20000, "bench"
-
-
-def autocast(bf16: bool) -> contextlib.AbstractContextManager[Any]:
-    return torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
 
 def proc_mib(field: str) -> float | None:
@@ -135,7 +140,7 @@ def loop_baseline(
     lengths = torch.tensor([t], device=device)
 
     def log_probs(inp: Tensor) -> Tensor:
-        with autocast(opts.autocast_bf16):
+        with autocast_bf16(device, opts.autocast_bf16):
             enc = model.encode(inp.view(1, t, f), lengths)
             logits = model.decode_teacher_forced(enc.states, enc.lengths, dec).logits
         return torch.log_softmax(logits[0].float(), dim=-1)
@@ -157,15 +162,24 @@ def loop_baseline(
     return sal.view(rows, t, f).float().cpu().numpy()
 
 
-def flops_per_mask(model: S2TModel, x: Tensor, dec: Tensor, batch: int, bf16: bool, encoder: bool) -> float:
-    """Matmul/conv FLOPs of one forward of ``batch`` masked copies (encoder too if ``encoder``) / batch."""
+def flops_per_mask(model: S2TModel, x: Tensor, dec: Tensor, batch: int, encoder: bool) -> float:
+    """Matmul/conv FLOPs of one forward of ``batch`` masked copies / batch, counted in the model's
+    dtype (the count is the same under bf16 autocast).  ``encoder``: SM^X (encoder and decoder
+    per mask); else SM^H as the engine runs it (the decoder over cross-attention keys and values
+    projected once per utterance, :meth:`S2TModel.encoder_occlusion`, which is not counted)."""
     lengths = torch.full((batch,), x.size(0), device=x.device)
     xb = x.expand(batch, -1, -1).contiguous()
-    with torch.inference_mode(), sdpa_kernel([SDPBackend.MATH]), autocast(bf16):
-        enc = None if encoder else model.encode(xb, lengths)
+    with torch.inference_mode(), sdpa_kernel([SDPBackend.MATH]):  # FLOPs do not depend on the dtype
+        if encoder:
+            with FlopCounterMode(display=False) as counter:
+                enc = model.encode(xb, lengths)
+                model.decode_teacher_forced(enc.states, enc.lengths, dec.expand(batch, -1))
+            return counter.get_total_flops() / batch
+        states = model.encode(xb[:1], lengths[:1]).states
+        occluded = model.encoder_occlusion(states)
+        keep = torch.ones(batch, states.size(1), dtype=torch.bool, device=x.device)
         with FlopCounterMode(display=False) as counter:
-            enc = model.encode(xb, lengths) if enc is None else enc
-            model.decode_teacher_forced(enc.states, enc.lengths, dec.expand(batch, -1))
+            occluded(keep, dec.expand(batch, -1))
     return counter.get_total_flops() / batch
 
 
@@ -180,10 +194,36 @@ def device_peak(device: torch.device, bf16: bool, user: float | None) -> tuple[f
                 return (bf16_peak, "table: bf16 dense") if bf16 else (fp32_peak, "table: fp32 non-tensor")
         return None, "unknown peak"
     n = 2048
-    a, b = torch.randn(n, n), torch.randn(n, n)
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     a @ b
     best = min(measure(lambda: a @ b, device)[1] for _ in range(10))
-    return 2 * n**3 / best / 1e12, f"measured matmul peak (fp32 {n}x{n}x{n}, best of 10)"
+    name = "bf16" if bf16 else "fp32"
+    return 2 * n**3 / best / 1e12, f"measured matmul peak ({name} {n}x{n}x{n}, best of 10)"
+
+
+def phase_profile(run: Callable[[], Any], device: torch.device) -> dict[str, float]:
+    """Share of ``run()``'s wall time in each engine phase (``spes.PHASES``), and "other".
+
+    The profiler's own per-op cost inflates small ops, so the shares are indicative; the absolute
+    rates come from the unprofiled runs."""
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities, acc_events=True) as prof:
+        t0 = time.perf_counter()
+        run()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        wall = time.perf_counter() - t0
+    totals = {e.key: e for e in prof.key_averages()}
+    shares: dict[str, float] = {}
+    for phase, label in PHASES.items():
+        event = totals.get(label)
+        if event is None:
+            continue
+        micros = event.device_time_total if device.type == "cuda" else event.cpu_time_total
+        shares[phase] = round(micros / 1e6 / wall, 4)
+    shares["other"] = round(max(0.0, 1.0 - sum(shares.values())), 4)
+    return shares
 
 
 def parse_args() -> argparse.Namespace:
@@ -193,7 +233,7 @@ def parse_args() -> argparse.Namespace:
         "--dims", default="tiny", help="base|small|large|tiny (paper sizes / config.yaml) or a checkpoint .pt"
     )
     add("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    add("--bf16", action="store_true", help="bf16 autocast (CUDA only; the KL stays fp32)")
+    add("--bf16", action="store_true", help="bf16 autocast (CUDA or CPU; the KL stays fp32); fp32 is run too")
     add("--frames", type=int, default=1000, help="T, feature frames")
     add("--tokens", type=int, default=30, help="I, decoder input length (rows scored)")
     add("--masks", type=int, default=None, help="masks of the batched runs (default: 6000 CUDA, 300 CPU)")
@@ -219,9 +259,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     use_cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
     device = torch.device("cuda" if use_cuda else "cpu")
-    bf16 = args.bf16 and use_cuda
-    if args.bf16 and not bf16:
-        print("warning: --bf16 ignored on CPU (the engine autocasts on CUDA only)")
+    bf16 = args.bf16
     model = build_model(args.dims, device, args.seed)
     masks = args.masks or (6000 if use_cuda else 300)
     dims, n_h = model.dims, args.h_masks or masks
@@ -300,7 +338,7 @@ def main() -> None:
         ("sm_h", rate_h, args.flop_batch, False),
         ("loop", rate_loop, 1, True),
     ):
-        achieved = (fpm := flops_per_mask(model, x, dec, batch, bf16, enc)) * rate / 1e12
+        achieved = (fpm := flops_per_mask(model, x, dec, batch, enc)) * rate / 1e12
         r[f"{key}_gflop_per_mask"] = round(fpm / 1e9, 3)
         r[f"{key}_achieved_tflops"] = round(achieved, 4)
         r[f"{key}_fraction_of_peak"] = round(achieved / peak, 4) if peak else "unknown peak"
@@ -317,6 +355,34 @@ def main() -> None:
     r["hours_sm_h"] = round(hours / rate_h, 2)
     r["hours_sm_x_loop_baseline"] = round(hours / rate_loop, 2)
     r["hours_slic_one_cpu_process"] = round(args.utterances * r["slic_seconds"] / 3600, 2)
+    # (g) where the engine's time goes (a short run of each engine under the profiler)
+    n_prof = max(len(levels), min(n_x, 4 * res_x.batch_size))
+    r["sm_x_phase_shares"] = phase_profile(lambda: sm_x(n_prof), device)
+    r["sm_h_phase_shares"] = phase_profile(lambda: sm_h(min(n_h, 4 * res_h.batch_size)), device)
+    # (h) bf16 against fp32 in the same run: speed and agreement of the maps of the same masks
+    if bf16:
+        fp32 = functools.partial(opts, autocast_bf16=False)
+        explain_input(model, feats, decoder_input, levels, fp32(n_masks=n_loop, p=P_X), UID)  # warm-up
+        res_x32, x32_s, _ = best_of(
+            args.repeat,
+            lambda: explain_input(model, feats, decoder_input, levels, fp32(n_masks=n_x, p=P_X), UID),
+            device,
+        )
+        res_h32, h32_s, _ = best_of(
+            args.repeat,
+            lambda: explain_encoder(model, feats, decoder_input, fp32(n_masks=n_h, p=P_H), UID),
+            device,
+        )
+        for key, half, full, n, sec, sec32 in (
+            ("sm_x", res_x, res_x32, n_x, x_s, x32_s),
+            ("sm_h", res_h, res_h32, n_h, h_s, h32_s),
+        ):
+            r[f"{key}_masks_per_s_fp32"] = round(n / sec32, 2)
+            r[f"{key}_bf16_speedup"] = round(sec32 / sec, 2)
+            a, b = (m.saliency.reshape(m.saliency.shape[0], -1) for m in (half, full))
+            rows = [float(np.corrcoef(a[i], b[i])[0, 1]) for i in range(a.shape[0])]
+            r[f"{key}_bf16_vs_fp32_r_median_row"] = round(float(np.median(rows)), 5)
+            r[f"{key}_bf16_vs_fp32_r_min_row"] = round(float(np.min(rows)), 5)
     for key, value in r.items():
         print(f"{key}: {value}")
     if args.json:

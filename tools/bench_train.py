@@ -5,7 +5,8 @@ training batches of its first stage from the feature manifests the workflow wrot
 (``results/data/<corpus>/<lang>/train.fbank.tsv``, so run the data stage first), then times
 ``--steps`` training steps after ``--warmup`` untimed ones: batch collation with SpecAugment,
 forward, loss, backward, gradient clipping + AdamW (the features are read from disk once before). With ``--dropout`` it repeats the measurement
-with other dropout values in the same run and prints the time ratios.
+with other dropout values in the same run and prints the time ratios; with ``--bf16`` each variant is
+also timed under bf16 autocast of the forward pass (as ``train_model`` does with bf16), ratio to fp32.
 
 The figures are wall-clock seconds on this process's threads (``--threads``, default 1 like the
 workflow's ``train_model`` jobs); run it alone, and preload jemalloc as ``make run`` does.
@@ -14,6 +15,7 @@ Examples:
   LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 python tools/bench_train.py --models small \\
       --dropout 0.1
   python tools/bench_train.py --configfile config.yaml --models base small large --steps 20
+  python tools/bench_train.py --models base --bf16 --threads 2
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import yaml
 
 from caspes.features import FeatureReader
 from caspes.model import ModelDimensions, S2TModel
-from caspes.model.inference import resolve_device
+from caspes.model.inference import autocast_bf16, resolve_device
 from caspes.tokenizer import Tokenizer
 from caspes.train.augment import spec_augment
 from caspes.train.config import TrainConfig
@@ -77,6 +79,7 @@ def time_steps(
     device: torch.device,
     warmup: int,
     steps: int,
+    bf16: bool = False,
 ) -> tuple[dict[str, float], float, int]:
     """Seconds per step by phase, utterances per step, parameter count."""
     torch.manual_seed(config.seed)
@@ -107,7 +110,8 @@ def time_steps(
         batch = batch.to(device)
         sync()
         marks.append(time.perf_counter())
-        output = model(batch.features, batch.lengths, batch.decoder_input)
+        with autocast_bf16(device, bf16):
+            output = model(batch.features, batch.lengths, batch.decoder_input)
         sync()
         marks.append(time.perf_counter())
         loss = compute_losses(output, batch, config)["loss"]
@@ -140,6 +144,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    parser.add_argument("--bf16", action="store_true", help="also time bf16 autocast of the forward pass")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -158,6 +163,7 @@ def main() -> None:
     header = [
         "model",
         "dropout",
+        "precision",
         "params",
         "utt/step",
         *[f"{p} ms" for p in PHASES],
@@ -171,14 +177,16 @@ def main() -> None:
         base_dims = {**config["models"][name]["dims"], "vocab_size": len(tokenizer)}
         configured = ModelDimensions.from_dict(base_dims).dropout
         reference = None
-        for dropout in [configured, *[d for d in args.dropout if d != configured]]:
+        variants = [(d, bf) for d in [configured, *[d for d in args.dropout if d != configured]]
+                    for bf in ([False, True] if args.bf16 else [False])]  # fmt: skip
+        for dropout, bf16 in variants:
             dims = ModelDimensions.from_dict({**base_dims, "dropout": dropout})
             phases, utt_per_step, params = time_steps(
-                dims, data, train_config, device, args.warmup, args.steps
+                dims, data, train_config, device, args.warmup, args.steps, bf16
             )
             per_step = sum(phases.values())
             reference = reference or per_step
-            row = [name, f"{dropout:g}", str(params), f"{utt_per_step:.1f}"]
+            row = [name, f"{dropout:g}", "bf16" if bf16 else "fp32", str(params), f"{utt_per_step:.1f}"]
             row += [f"{1000 * phases[p]:.1f}" for p in PHASES]
             row += [f"{per_step:.3f}", f"{utt_per_step / per_step:.1f}", f"{per_step / reference:.3f}"]
             print("\t".join(row), flush=True)

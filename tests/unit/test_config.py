@@ -162,3 +162,10 @@ def test_schema_is_package_data_and_declared_for_wheels():
     package_data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
     assert SCHEMA_PATH.name in package_data["caspes.core"]
     assert yaml.safe_load(SCHEMA_PATH.read_text())["type"] == "object"
+
+
+def test_explain_bf16_takes_true_false_or_auto(tmp_path):
+    for value in (True, False, "auto"):
+        assert load_config(_write(tmp_path, {"explain": {"bf16": value}}))["explain"]["bf16"] == value
+    with pytest.raises(ConfigError, match="explain.*bf16"):
+        load_config(_write(tmp_path, {"explain": {"bf16": "fast"}}))

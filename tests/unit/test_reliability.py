@@ -3,6 +3,7 @@ columns they add to correlation files and tables."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -28,10 +29,12 @@ from caspes.analysis.bootstrap import disattenuated_ci
 from caspes.analysis.correlation import (
     COLUMNS,
     correlate_stores,
+    map_agreement,
     rank_correlations,
     spearman_brown,
     split_half,
 )
+from caspes.core.manifest import DataError
 from caspes.decode.xattn import CrossAttentionStoreWriter
 from caspes.explain.spes import OcclusionOptions, explain_encoder, explain_input, kl_rows
 from caspes.explain.stores import SaliencyRecord, SaliencyStore, SaliencyStoreWriter
@@ -220,6 +223,32 @@ def test_store_keeps_halves_and_correlations_report_reliability(tmp_path: Path) 
     with SaliencyStore(old, halves=True) as store:
         assert store["u0"].halves is None
     assert all(math.isnan(r["reliability"]) for r in correlate_stores(xattn, old))
+
+
+def test_map_agreement_of_two_stores(tmp_path: Path) -> None:
+    """Same store twice: r = 1 and equal reliabilities; a store of other noise agrees less; a store
+    missing an utterance is an error naming it."""
+    _, sal = _stores(tmp_path, halves=True)
+    same = map_agreement(sal, sal)
+    assert [r["utterance"] for r in same] == ["u0", "u1", "u2"]
+    for rec in same:
+        assert rec["r"] == pytest.approx(1.0) and rec["reliability_a"] == rec["reliability_b"]
+        assert rec["pooling"] == "none" and rec["kind"] == "encoder"
+    rng = np.random.default_rng(9)
+    other = tmp_path / "other.zip"
+    with SaliencyStore(sal, halves=True) as store, SaliencyStoreWriter(other) as w:
+        for uid in store.ids:
+            rec = store[uid]
+            noisy = rec.halves + 0.2 * rng.random(rec.halves.shape)
+            w.add_record(dataclasses.replace(rec, saliency=noisy.mean(0), halves=noisy))
+    worse = map_agreement(sal, other)
+    assert all(0 < r["r"] < 0.99 for r in worse)
+    assert all(r["reliability_b"] < r["reliability_a"] for r in worse)
+    short = tmp_path / "short.zip"
+    with SaliencyStore(sal, halves=True) as store, SaliencyStoreWriter(short) as w:
+        w.add_record(store["u0"])
+    with pytest.raises(DataError, match="u1"):
+        map_agreement(sal, short)
 
 
 def test_corr_cell_and_csv_carry_the_corrected_r() -> None:

@@ -640,3 +640,52 @@ def test_encoder_map_with_cached_cross_kv_equals_reprojection() -> None:
     assert not torch.allclose(
         want, model.decode_teacher_forced(enc.states.expand(6, -1, -1), enc.lengths.expand(6), dec).logits
     )
+
+
+def test_cpu_bf16_autocast_runs_in_bf16_and_agrees_with_fp32() -> None:
+    """explain.bf16 on CPU: the model runs under bf16 autocast (its maps differ from fp32 ones),
+    the masks and counts are the same, and the maps agree closely (same masks, fp32 KL).  Autocast
+    only casts fp32, so the (float64) test model runs as a float32 copy."""
+    model, x, levels = _model().float(), _features().astype(np.float32), _levels()
+    fp32 = explain_input(model, x, DEC, levels, OcclusionOptions(n_masks=60, seed=3), "u")
+    bf16 = explain_input(model, x, DEC, levels, OcclusionOptions(n_masks=60, seed=3, autocast_bf16=True), "u")
+    np.testing.assert_array_equal(fp32.counts, bf16.counts)
+    assert not np.array_equal(fp32.saliency, bf16.saliency)  # autocast did run in bf16
+    assert bf16.saliency.min() >= 0
+    assert np.corrcoef(fp32.saliency.ravel(), bf16.saliency.ravel())[0, 1] > 0.99
+    h32 = explain_encoder(model, x, DEC, OcclusionOptions(n_masks=80, p=0.7, seed=3), "u")
+    h16 = explain_encoder(model, x, DEC, OcclusionOptions(n_masks=80, p=0.7, seed=3, autocast_bf16=True), "u")
+    np.testing.assert_array_equal(h32.counts, h16.counts)
+    assert not np.array_equal(h32.saliency, h16.saliency)
+    assert np.corrcoef(h32.saliency.ravel(), h16.saliency.ravel())[0, 1] > 0.99
+
+
+def test_engine_phases_are_labelled_for_the_profiler() -> None:
+    """Every phase label of spes.PHASES appears in a profile of SM^X; SM^H has all but the encoder."""
+    from torch.profiler import ProfilerActivity, profile
+
+    model, x, levels = _model(), _features(), _levels()
+    with profile(activities=[ProfilerActivity.CPU], acc_events=True) as prof:
+        explain_input(model, x, DEC, levels, OcclusionOptions(n_masks=6, batch_size=2), "u")
+    assert set(spes.PHASES.values()) <= {e.key for e in prof.key_averages()}
+    with profile(activities=[ProfilerActivity.CPU], acc_events=True) as prof:
+        explain_encoder(model, x, DEC, OcclusionOptions(n_masks=4, batch_size=2, p=0.7), "u")
+    names = {e.key for e in prof.key_averages()}
+    assert set(spes.PHASES.values()) - {spes.PHASES["encoder"]} <= names
+    assert spes.PHASES["encoder"] not in names
+
+
+def test_bf16_setting_auto_follows_the_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    """'auto' is the device's native bf16; true/false are kept; anything else is an error."""
+    import caspes.model.inference as inference
+
+    cpu = torch.device("cpu")
+    assert inference.resolve_bf16(True, cpu) is True and inference.resolve_bf16(False, cpu) is False
+    for native in (True, False):
+        monkeypatch.setattr(inference, "native_bf16", lambda device, native=native: native)
+        assert inference.resolve_bf16("auto", cpu) is native
+    with pytest.raises(ValueError, match="'auto'"):
+        inference.resolve_bf16("fast", cpu)
+    with pytest.raises(ValueError, match="autocast_bf16"):
+        OcclusionOptions(autocast_bf16="yes")
+    assert OcclusionOptions(autocast_bf16="auto").autocast_bf16 == "auto"

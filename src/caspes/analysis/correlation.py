@@ -59,6 +59,7 @@ __all__ = [
     "summarise",
     "correlate_stores",
     "correlations_to_file",
+    "map_agreement",
     "COLUMNS",
 ]
 
@@ -288,4 +289,40 @@ def correlations_to_file(
         log.warning(
             "%d utterance-level correlations are undefined (constant map) and left out of means", undefined
         )
+    return records
+
+
+def map_agreement(
+    path_a: str | Path, path_b: str | Path, pooling: str = "max2d", factor: int = 4, sm_norm: str = "token"
+) -> list[dict[str, object]]:
+    """Per utterance, how closely the maps of two saliency stores of the same utterances agree, on
+    what enters the correlation (content rows, SM^X pooled with ``pooling``, normalised per
+    ``sm_norm``): their Pearson r, and each map's split-half r and reliability.  Used to measure
+    what a change of precision or of device does to the maps (``tools/compare_maps.py``).
+
+    The stores must hold the same utterances with the same rows; an utterance only in one of them
+    is an error naming it (nothing is dropped silently).
+    """
+    records: list[dict[str, object]] = []
+    with SaliencyStore(path_a, halves=True) as a, SaliencyStore(path_b, halves=True) as b:
+        only = sorted(set(a.ids) ^ set(b.ids))
+        if only:
+            raise DataError(
+                f"{path_a} and {path_b} hold different utterances, e.g. '{only[0]}' ({len(only)})"
+            )
+        for uid in a.ids:
+            ra, rb = a[uid], b[uid]
+            if ra.target_ids != rb.target_ids or ra.kind != rb.kind:
+                raise DataError(f"{uid}: the rows or the kind of map differ ({path_a}, {path_b})")
+            pool = pooling if ra.kind == "input" else "none"
+            keep = content_rows(ra.roles)
+            maps = [
+                pool_saliency(r.saliency, pool, factor) if pool != "none" else r.saliency for r in (ra, rb)
+            ]
+            r = pearson(*(normalise(m[keep], sm_norm) for m in maps)) if keep.any() else math.nan
+            rec: dict[str, object] = {"utterance": uid, "kind": ra.kind, "pooling": pool, "r": r}
+            for name, rec_x in (("a", ra), ("b", rb)):
+                half = split_half(rec_x.halves, rec_x.roles, pool, factor, sm_norm)
+                rec |= {f"split_half_{name}": half, f"reliability_{name}": spearman_brown(half)}
+            records.append(rec)
     return records

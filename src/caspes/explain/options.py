@@ -26,7 +26,9 @@ class OcclusionOptions:
         batch_frames: CPU automatic batch bound: ``masks * T <= batch_frames`` (the reference's
             ``--max-tokens``).
         max_batch_size: upper bound of the automatic batch size.
-        autocast_bf16: run the model under bf16 autocast (CUDA only; ignored on CPU).
+        autocast_bf16: run the model under bf16 autocast (CUDA or CPU; the KL stays fp32): True,
+            False or ``"auto"`` (where the device has native bf16,
+            :func:`caspes.model.inference.native_bf16`).
     """
 
     n_masks: int = 20000
@@ -35,7 +37,7 @@ class OcclusionOptions:
     batch_size: int | None = None
     batch_frames: int = 100_000
     max_batch_size: int = 2048
-    autocast_bf16: bool = False
+    autocast_bf16: bool | str = False
 
     def __post_init__(self) -> None:
         if self.n_masks < 1:
@@ -46,6 +48,8 @@ class OcclusionOptions:
             raise ValueError(f"batch_size must be >= 1 or None, got {self.batch_size}")
         if self.batch_frames < 1 or self.max_batch_size < 1:
             raise ValueError("batch_frames and max_batch_size must be >= 1")
+        if not isinstance(self.autocast_bf16, bool) and self.autocast_bf16 != "auto":
+            raise ValueError(f"autocast_bf16 must be true, false or 'auto', got {self.autocast_bf16!r}")
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ then the shards gathered into one store in selection order (:mod:`caspes.explain
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -29,7 +30,7 @@ from caspes.explain.spes import OcclusionOptions, explain_encoder, explain_input
 from caspes.explain.stores import _FIELDS, KINDS, SaliencyRecord, SaliencyStoreWriter
 from caspes.features import FeatureReader
 from caspes.hf.loading import load_for_inference
-from caspes.model.inference import resolve_device
+from caspes.model.inference import resolve_bf16, resolve_device
 
 __all__ = ["explain_shard", "gather_shards", "explain_shard_to_files", "gather_shards_to_files"]
 
@@ -79,6 +80,8 @@ def explain_shard(
     if kind == "input" and segments_path is None:
         raise ValueError("SM^X needs a segmentation store")
     dev = resolve_device(device)
+    # "auto" precision decided here, for this device: the resume key and the log carry the decision
+    options = dataclasses.replace(options, autocast_bf16=resolve_bf16(options.autocast_bf16, dev))
     model, _ = load_for_inference(checkpoint, dev)
     reader = FeatureReader(manifest)
     xattn = CrossAttentionStore(xattn_path)

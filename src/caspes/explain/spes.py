@@ -28,7 +28,8 @@ first masks as well (a budget sweep from one run, :mod:`caspes.analysis.converge
 
 Speed: masks are drawn on the model's device, many per forward pass; the batch size adapts to the
 device (free GPU memory, or a frame budget on CPU); bf16 autocast for the model is an option on
-GPU (the KL stays fp32; the clean pass uses the same precision as the perturbed ones).
+GPU and CPU (the KL and the accumulators stay fp32/fp64; the clean pass uses the same precision as
+the perturbed ones).
 
 Determinism: every utterance's masks come from a generator seeded with ``utterance_seed(seed,
 uid)``, and a whole level's (or SM^H's) random draws are made in one call before batching, so the
@@ -48,6 +49,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
+from torch.profiler import record_function
 
 from caspes.explain.options import OcclusionOptions
 from caspes.model.inference import autocast_bf16, check_decoder_input, eval_mode, model_device_dtype
@@ -62,9 +64,20 @@ __all__ = [
     "auto_batch_size",
     "explain_input",
     "explain_encoder",
+    "PHASES",
 ]
 
 log = logging.getLogger(__name__)
+
+#: Profiler labels (``torch.profiler.record_function``) of the engine's phases, for a per-phase
+#: profile (``tools/bench_spes.py``); outside a profiler they cost a few microseconds per batch.
+PHASES = {
+    "mask": "spes.mask",  # mask draws, segment-to-cell expansion, the masked input
+    "encoder": "spes.encoder",
+    "decoder": "spes.decoder",
+    "kl": "spes.kl",  # log-softmax over the vocabulary and the KL to the clean pass
+    "accumulate": "spes.accumulate",  # numerators and counts (full map and halves)
+}
 
 
 @dataclass
@@ -180,7 +193,7 @@ def occlusion_context(model: Any, x: Tensor) -> tuple[Tensor | None, Any]:
 
 
 def clean_log_probs(
-    model: Any, features: Tensor, decoder: Tensor, autocast: bool = False
+    model: Any, features: Tensor, decoder: Tensor, autocast: bool | str = False
 ) -> tuple[Tensor, Any]:
     """Clean teacher-forced pass: ((I, V) fp32 log-probabilities, encoder output of the clean input)."""
     device = features.device
@@ -303,15 +316,19 @@ def explain_input(
 
         def score(keep_cells: Tensor) -> Tensor:  # (b, T*F) bool -> (b, I) KL
             b = keep_cells.size(0)
-            if flat_fill is None:
-                batch = (flat_x * keep_cells.to(dtype)).view(b, t, f)
-            else:
-                batch = torch.where(keep_cells, flat_x, flat_fill).view(b, t, f)
+            with record_function(PHASES["mask"]):
+                if flat_fill is None:
+                    batch = (flat_x * keep_cells.to(dtype)).view(b, t, f)
+                else:
+                    batch = torch.where(keep_cells, flat_x, flat_fill).view(b, t, f)
             lengths = torch.full((b,), t, device=device)
             with autocast_bf16(device, options.autocast_bf16):
-                enc = model.encode(batch, lengths)
-                logits = model.decode_teacher_forced(enc.states, enc.lengths, dec.expand(b, -1)).logits
-            return kl_rows(clean, torch.log_softmax(logits.float(), dim=-1))
+                with record_function(PHASES["encoder"]):
+                    enc = model.encode(batch, lengths)
+                with record_function(PHASES["decoder"]):
+                    logits = model.decode_teacher_forced(enc.states, enc.lengths, dec.expand(b, -1)).logits
+            with record_function(PHASES["kl"]):
+                return kl_rows(clean, torch.log_softmax(logits.float(), dim=-1))
 
         def probe(b: int) -> None:
             score(torch.ones(b, t * f, dtype=torch.bool, device=device))
@@ -319,7 +336,8 @@ def explain_input(
         batch_size = auto_batch_size(device, t, options, probe)
         for lab in labels:
             n_seg = int(lab.max()) + 1
-            keep = torch.rand(per_level, n_seg, generator=gen, device=device) >= options.p  # (N_l, S)
+            with record_function(PHASES["mask"]):
+                keep = torch.rand(per_level, n_seg, generator=gen, device=device) >= options.p  # (N_l, S)
             seg_num = torch.zeros(n_rows, n_seg, dtype=torch.float64, device=device)
             seg_half = torch.zeros(2, n_rows, n_seg, dtype=torch.float64, device=device)
             seg_half_counts = torch.zeros(2, n_seg, dtype=torch.float64, device=device)
@@ -328,10 +346,13 @@ def explain_input(
                 start: int, stop: int, keep=keep, seg_num=seg_num, lab=lab, sh=seg_half, shc=seg_half_counts
             ) -> None:
                 k = keep[start:stop]
-                s = score(k[:, lab]).double()  # (b, I)
-                occluded = (~k).double()
-                seg_num.add_(s.T @ occluded)  # (I, S)
-                _accumulate_halves(sh, shc, start, s, occluded)
+                with record_function(PHASES["mask"]):
+                    cells = k[:, lab]
+                s = score(cells).double()  # (b, I)
+                with record_function(PHASES["accumulate"]):
+                    occluded = (~k).double()
+                    seg_num.add_(s.T @ occluded)  # (I, S)
+                    _accumulate_halves(sh, shc, start, s, occluded)
 
             done = 0
             for cut in level_cuts:
@@ -399,7 +420,8 @@ def explain_encoder(
         states = enc.states  # (1, T'', D): T'' > T' for a fixed-window model, whose padding is kept
         t_enc = int(enc.lengths[0])  # real encoder steps: only these are occluded and scored
         pad_steps = states.size(1) - t_enc
-        keep = torch.rand(options.n_masks, t_enc, generator=gen, device=device) >= options.p  # (N, T')
+        with record_function(PHASES["mask"]):
+            keep = torch.rand(options.n_masks, t_enc, generator=gen, device=device) >= options.p  # (N, T')
         numerator = torch.zeros(n_rows, t_enc, dtype=torch.float64, device=device)
         half_num = torch.zeros(2, n_rows, t_enc, dtype=torch.float64, device=device)
         half_counts = torch.zeros(2, t_enc, dtype=torch.float64, device=device)
@@ -411,16 +433,18 @@ def explain_encoder(
         def score(k: Tensor) -> Tensor:
             b = k.size(0)
             if occluded_decoder is not None:
-                with autocast_bf16(device, options.autocast_bf16):
+                with autocast_bf16(device, options.autocast_bf16), record_function(PHASES["decoder"]):
                     logits = occluded_decoder(k, dec.expand(b, -1))
+            else:
+                with record_function(PHASES["mask"]):
+                    if pad_steps:
+                        k = torch.cat([k, torch.ones(b, pad_steps, dtype=k.dtype, device=device)], dim=1)
+                    masked = states * k.unsqueeze(-1).to(states.dtype)
+                lengths = torch.full((b,), t_enc, device=device)
+                with autocast_bf16(device, options.autocast_bf16), record_function(PHASES["decoder"]):
+                    logits = model.decode_teacher_forced(masked, lengths, dec.expand(b, -1)).logits
+            with record_function(PHASES["kl"]):
                 return kl_rows(clean, torch.log_softmax(logits.float(), dim=-1))
-            if pad_steps:
-                k = torch.cat([k, torch.ones(b, pad_steps, dtype=k.dtype, device=device)], dim=1)
-            masked = states * k.unsqueeze(-1).to(states.dtype)
-            lengths = torch.full((b,), t_enc, device=device)
-            with autocast_bf16(device, options.autocast_bf16):
-                logits = model.decode_teacher_forced(masked, lengths, dec.expand(b, -1)).logits
-            return kl_rows(clean, torch.log_softmax(logits.float(), dim=-1))
 
         def probe(b: int) -> None:
             score(torch.ones(b, t_enc, dtype=torch.bool, device=device))
@@ -428,9 +452,10 @@ def explain_encoder(
         def step(start: int, stop: int) -> None:
             k = keep[start:stop]
             s = score(k).double()
-            occluded = (~k).double()
-            numerator.add_(s.T @ occluded)
-            _accumulate_halves(half_num, half_counts, start, s, occluded)
+            with record_function(PHASES["accumulate"]):
+                occluded = (~k).double()
+                numerator.add_(s.T @ occluded)
+                _accumulate_halves(half_num, half_counts, start, s, occluded)
 
         batch_size = auto_batch_size(device, t_enc, options, probe)
         done = 0

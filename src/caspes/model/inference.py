@@ -16,6 +16,8 @@ from caspes.tokenizer import BOS_ID
 __all__ = [
     "resolve_device",
     "autocast_bf16",
+    "native_bf16",
+    "resolve_bf16",
     "model_device_dtype",
     "eval_mode",
     "as_batch",
@@ -34,9 +36,40 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def autocast_bf16(device: torch.device, bf16: bool):
-    if bf16 and device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` multiplies bf16 matrices natively: a CUDA device with bf16 support, or a
+    CPU whose oneDNN build finds AVX512-BF16 or AMX (elsewhere bf16 is emulated, and slower than
+    fp32)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    if device.type == "cpu":
+        try:
+            return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):
+            return False
+    return False
+
+
+def resolve_bf16(setting: bool | str, device: torch.device) -> bool:
+    """A bf16 setting (``true``, ``false`` or ``"auto"``: where :func:`native_bf16`) as a bool."""
+    if isinstance(setting, bool):
+        return setting
+    if setting == "auto":
+        return native_bf16(device)
+    raise ValueError(f"bf16 must be true, false or 'auto', got {setting!r}")
+
+
+def autocast_bf16(device: torch.device, bf16: bool | str):
+    """bf16 autocast on ``device`` (CUDA or CPU) when ``bf16`` (or ``"auto"`` and the device has
+    native bf16, :func:`resolve_bf16`), else a no-op context.
+
+    On CPU, torch's autocast runs linear layers, convolutions and batched matrix products in
+    bf16 (oneDNN: native on CPUs with AVX512-BF16 or AMX, emulated and slower elsewhere) and
+    keeps reductions such as softmax in fp32.  Callers cast logits to fp32 before any log-softmax
+    or KL."""
+    if device.type in ("cuda", "cpu") and resolve_bf16(bf16, device):
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
