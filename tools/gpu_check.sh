@@ -9,8 +9,9 @@
 #   GPU_CHECK_SMOKE=1 bash tools/gpu_check.sh /tmp/gc   (the same steps on the CPU at a tiny size, to
 #                                                        check the script itself; about a minute)
 #
-# Runs from the source tree (PYTHONPATH=src): a machine with torch, numpy, scipy, scikit-image and
-# pytest needs no install.  Every step has its own timeout, so a hung kernel cannot eat the budget.
+# Runs from the source tree (PYTHONPATH=src): a machine with torch, torchaudio, numpy, scipy,
+# scikit-image, sentencepiece, tqdm and pytest needs no install (soundfile, jiwer and snakemake are
+# not imported by these checks).  Every step has its own timeout, so a hung kernel cannot eat the budget.
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -48,23 +49,25 @@ timeout -k 10 180 "$PY" -m pytest -q -m gpu -p no:cacheprovider tests/unit/test_
 pytest_rc=$?
 # 2. benchmark at the base size, bf16 against fp32 (JSON from the benchmark itself)
 timeout -k 10 360 "$PY" tools/bench_spes.py "${bench_args[@]}" --bf16 --utterances 1130 \
-  --json "$OUTDIR/bench_base_bf16.json" > "$OUTDIR/bench.log" 2>&1
+  --json "$OUTDIR/bench.json" > "$OUTDIR/bench.log" 2>&1
 bench_rc=$?
 
-"$PY" - "$OUTDIR" "$pytest_rc" "$bench_rc" "$(( $(date +%s) - start ))" <<'EOF'
+"$PY" - "$OUTDIR" "$pytest_rc" "$bench_rc" "$(( $(date +%s) - start ))" "${GPU_CHECK_SMOKE:-0}" <<'EOF'
 import json, pathlib, sys
 out, pytest_rc, bench_rc, seconds = pathlib.Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+smoke = sys.argv[5] == "1"
 tail = (out / "pytest.log").read_text().strip().splitlines()
-bench = out / "bench_base_bf16.json"
+bench = out / "bench.json"
 result = {
     "device": json.loads((out / "device.json").read_text()),
     "pytest_gpu": {"exit_code": pytest_rc, "summary": tail[-1] if tail else ""},
     "bench_exit_code": bench_rc,
-    "bench_base_bf16": json.loads(bench.read_text()) if bench.exists() else None,
+    "smoke": smoke,
+    "bench": json.loads(bench.read_text()) if bench.exists() else None,
     "seconds": seconds,
 }
 (out / "gpu_check.json").write_text(json.dumps(result, indent=2))
-b = result["bench_base_bf16"] or {}
+b = result["bench"] or {}
 print(json.dumps({k: b.get(k) for k in ("device", "sm_x_masks_per_s", "sm_x_fraction_of_peak",
       "cost_per_mask_sm_x_over_sm_h", "sm_x_bf16_speedup", "sm_x_bf16_vs_fp32_r_median_row", "hours_sm_x")}
       | {"pytest": result["pytest_gpu"]["summary"], "seconds": seconds}, indent=1))

@@ -39,6 +39,11 @@ snakemake -n --quiet --nolock -s Snakefile -d "$scratch" --configfile "$PWD/conf
 echo "dry-run ok: configs/ci.yaml + configs/ci_hf.yaml"
 snakemake -n --quiet --nolock -s Snakefile -d "$scratch" --configfile "$PWD/configs/whisper.yaml" > /dev/null
 echo "dry-run ok: configs/whisper.yaml"
+# The prepared GPU check, its steps run on the CPU at a tiny size (about a minute), so it keeps working
+# for the task that has a device.
+GPU_CHECK_SMOKE=1 bash tools/gpu_check.sh "$scratch/gpu_check" > "$scratch/gpu_check.log" 2>&1 \
+  || { cat "$scratch/gpu_check.log" "$scratch"/gpu_check/*.log >&2; exit 1; }
+echo "gpu_check smoke ok: tools/gpu_check.sh"
 
 # The configs/ci.yaml study through a real single-node SLURM (about 25 minutes; needs root for
 # apt-get and the daemons). SLURM=0 skips it.

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 
 from caspes.core.manifest import DataError
 
@@ -17,6 +16,14 @@ __all__ = [
     "write_audio",
     "n_frames_for_duration",
 ]
+
+
+def _soundfile():
+    """soundfile, imported when audio is read or written: everything that only reads features
+    and stores (saliency, the GPU checks) runs without it."""
+    import soundfile
+
+    return soundfile
 
 
 def is_archive_reference(audio: str) -> bool:
@@ -38,6 +45,7 @@ def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: audio file not found")
+    sf = _soundfile()  # outside the try: a missing package is not an unreadable file
     try:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as exc:  # soundfile raises its own LibsndfileError / RuntimeError
@@ -51,6 +59,7 @@ def audio_duration(path: str | Path) -> float:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: audio file not found")
+    sf = _soundfile()
     try:
         info = sf.info(str(path))
     except Exception as exc:
@@ -65,7 +74,9 @@ def write_audio(path: str | Path, samples: np.ndarray, rate: int) -> None:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(str(path), np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0), rate, subtype="PCM_16")
+    _soundfile().write(
+        str(path), np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0), rate, subtype="PCM_16"
+    )
 
 
 def n_frames_for_duration(duration_s: float, window_ms: float = 25.0, shift_ms: float = 10.0) -> int:
