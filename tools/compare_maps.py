@@ -2,8 +2,8 @@
 two devices): per utterance the Pearson r of the two maps on what enters the correlation (content
 rows, SM^X max2d-pooled to T', min-max per token), with each map's split-half reliability.
 
-  python tools/compare_maps.py A/results/base/en-en/test/saliency_input.zip \\
-      B/results/base/en-en/test/saliency_input.zip [--tsv out.tsv]
+  python tools/compare_maps.py A/results/base/en-en/test/saliency/smx.zip \\
+      B/results/base/en-en/test/saliency/smx.zip [--tsv out.tsv]      (or saliency/smh-p0.7.zip)
 """
 
 from __future__ import annotations

@@ -52,7 +52,13 @@ from torch import Tensor
 from torch.profiler import record_function
 
 from caspes.explain.options import OcclusionOptions
-from caspes.model.inference import autocast_bf16, check_decoder_input, eval_mode, model_device_dtype
+from caspes.model.inference import (
+    autocast_bf16,
+    check_decoder_input,
+    eval_mode,
+    model_device_dtype,
+    resolve_bf16,
+)
 
 __all__ = [
     "OcclusionOptions",
@@ -287,6 +293,7 @@ def explain_input(
     """
     dims = model.dims
     device, dtype = model_device_dtype(model)
+    bf16 = resolve_bf16(options.autocast_bf16, device)  # "auto" decided once, not per batch
     x = _features_tensor(features, dims, device, dtype)
     t, f = x.shape
     labels = []
@@ -312,7 +319,7 @@ def explain_input(
     fill, context = occlusion_context(model, x)
     flat_fill = None if fill is None else fill.expand(t, f).reshape(-1)
     with eval_mode(model), torch.inference_mode(), context:
-        clean, _ = clean_log_probs(model, x, dec, options.autocast_bf16)
+        clean, _ = clean_log_probs(model, x, dec, bf16)
 
         def score(keep_cells: Tensor) -> Tensor:  # (b, T*F) bool -> (b, I) KL
             b = keep_cells.size(0)
@@ -322,7 +329,7 @@ def explain_input(
                 else:
                     batch = torch.where(keep_cells, flat_x, flat_fill).view(b, t, f)
             lengths = torch.full((b,), t, device=device)
-            with autocast_bf16(device, options.autocast_bf16):
+            with autocast_bf16(device, bf16):
                 with record_function(PHASES["encoder"]):
                     enc = model.encode(batch, lengths)
                 with record_function(PHASES["decoder"]):
@@ -410,13 +417,14 @@ def explain_encoder(
     """
     dims = model.dims
     device, dtype = model_device_dtype(model)
+    bf16 = resolve_bf16(options.autocast_bf16, device)  # "auto" decided once, not per batch
     x = _features_tensor(features, dims, device, dtype)
     dec = _decoder_tensor(decoder_input, dims, device)
     n_rows = dec.size(1)
     gen = torch.Generator(device=device).manual_seed(utterance_seed(options.seed, uid))
     _, context = occlusion_context(model, x)
     with eval_mode(model), torch.inference_mode(), context:
-        clean, enc = clean_log_probs(model, x, dec, options.autocast_bf16)
+        clean, enc = clean_log_probs(model, x, dec, bf16)
         states = enc.states  # (1, T'', D): T'' > T' for a fixed-window model, whose padding is kept
         t_enc = int(enc.lengths[0])  # real encoder steps: only these are occluded and scored
         pad_steps = states.size(1) - t_enc
@@ -427,13 +435,13 @@ def explain_encoder(
         half_counts = torch.zeros(2, t_enc, dtype=torch.float64, device=device)
         occluded_decoder = None
         if hasattr(model, "encoder_occlusion") and not pad_steps:  # cross K/V projected once
-            with autocast_bf16(device, options.autocast_bf16):
+            with autocast_bf16(device, bf16):
                 occluded_decoder = model.encoder_occlusion(states)
 
         def score(k: Tensor) -> Tensor:
             b = k.size(0)
             if occluded_decoder is not None:
-                with autocast_bf16(device, options.autocast_bf16), record_function(PHASES["decoder"]):
+                with autocast_bf16(device, bf16), record_function(PHASES["decoder"]):
                     logits = occluded_decoder(k, dec.expand(b, -1))
             else:
                 with record_function(PHASES["mask"]):
@@ -441,7 +449,7 @@ def explain_encoder(
                         k = torch.cat([k, torch.ones(b, pad_steps, dtype=k.dtype, device=device)], dim=1)
                     masked = states * k.unsqueeze(-1).to(states.dtype)
                 lengths = torch.full((b,), t_enc, device=device)
-                with autocast_bf16(device, options.autocast_bf16), record_function(PHASES["decoder"]):
+                with autocast_bf16(device, bf16), record_function(PHASES["decoder"]):
                     logits = model.decode_teacher_forced(masked, lengths, dec.expand(b, -1)).logits
             with record_function(PHASES["kl"]):
                 return kl_rows(clean, torch.log_softmax(logits.float(), dim=-1))
