@@ -9,11 +9,12 @@ with other dropout values in the same run and prints the time ratios; with ``--b
 also timed under bf16 autocast of the forward pass (as ``train_model`` does with bf16), ratio to fp32.
 
 The figures are wall-clock seconds on this process's threads (``--threads``, default 1 like the
-workflow's ``train_model`` jobs); run it alone, and preload jemalloc as ``make run`` does.
+workflow's ``train_model`` jobs); run it alone, and preload jemalloc as ``make run`` does (page
+decay off, README "Allocator").
 
 Examples:
-  LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 python tools/bench_train.py --models small \\
-      --dropout 0.1
+  LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1 \\
+      python tools/bench_train.py --models small --dropout 0.1
   python tools/bench_train.py --configfile config.yaml --models base small large --steps 20
   python tools/bench_train.py --models base --bf16 --threads 2
 """
@@ -157,7 +158,8 @@ def main() -> None:
     preload = os.environ.get("LD_PRELOAD", "")
     print(
         f"# {args.configfile}, device {device}, {args.threads} thread(s), "
-        f"{'jemalloc' if 'jemalloc' in preload else 'default allocator'}; "
+        f"{'jemalloc' if 'jemalloc' in preload else 'default allocator'}"
+        f"{' (MALLOC_CONF ' + os.environ['MALLOC_CONF'] + ')' if os.environ.get('MALLOC_CONF') else ''}; "
         f"{args.warmup} untimed + {args.steps} timed steps (first stage's batches, epoch 1)"
     )
     header = [
