@@ -13,7 +13,10 @@ input ``[EOS, ...]`` of I ids (no PAD).  One run measures
   (g) a per-phase profile of the SM^X and SM^H engines (torch.profiler over the engine's own
       ``spes.*`` labels: mask, encoder, decoder, KL, accumulation; the rest is "other");
   (h) with ``--bf16``: the same engines in fp32 in the same run (speed-up, and the Pearson r
-      between the bf16 and the fp32 map of the same masks).
+      between the bf16 and the fp32 map of the same masks);
+  (i) with ``--compile``: the encoder and decoder compiled (``torch.compile``, dynamic shapes,
+      :func:`caspes.model.inference.compile_stacks`) in the same run, after everything above: the
+      compile time of the first call, masks/s, the speed-up over eager, and r(compiled, eager map).
 Engine timings include its per-call work (clean pass, mask draws, CUDA batch-size probe).
 
 Examples:
@@ -55,7 +58,7 @@ from caspes.explain.spes import (
     utterance_seed,
 )
 from caspes.model import PAPER_DIMENSIONS, ModelDimensions, S2TModel
-from caspes.model.inference import autocast_bf16
+from caspes.model.inference import autocast_bf16, compile_stacks
 
 #: config.yaml's tiny model dimensions, with the 512-piece vocabulary of its en_it tokenizer.
 TINY = ModelDimensions(
@@ -246,11 +249,21 @@ def parse_args() -> argparse.Namespace:
     add("--seed", type=int, default=1)
     add("--utterances", type=int, default=1000, help="utterances of the extrapolation")
     add("--peak-tflops", type=float, default=None, help="device peak TFLOP/s (overrides table/matmul)")
+    add("--compile", action="store_true", help="also time the engines with torch.compile'd stacks")
+    add(
+        "--compile-backend", default="inductor", help="torch.compile backend of --compile (eager: trace only)"
+    )
     add("--json", default=None, help="also write the figures to this JSON file")
     args = ap.parse_args()
     if args.frames < 1 or args.tokens < 1 or args.loop_masks < 3 or (args.masks or 3) < 3:
         ap.error("--frames and --tokens must be >= 1, --masks and --loop-masks >= 3 (one per SLIC level)")
     return args
+
+
+def row_correlations(a, b) -> list[float]:
+    """Pearson r, token row by token row, between the saliency of two engine results of the same masks."""
+    x, y = (m.saliency.reshape(m.saliency.shape[0], -1) for m in (a, b))
+    return [float(np.corrcoef(x[i], y[i])[0, 1]) for i in range(x.shape[0])]
 
 
 def main() -> None:
@@ -379,10 +392,26 @@ def main() -> None:
         ):
             r[f"{key}_masks_per_s_fp32"] = round(n / sec32, 2)
             r[f"{key}_bf16_speedup"] = round(sec32 / sec, 2)
-            a, b = (m.saliency.reshape(m.saliency.shape[0], -1) for m in (half, full))
-            rows = [float(np.corrcoef(a[i], b[i])[0, 1]) for i in range(a.shape[0])]
+            rows = row_correlations(half, full)
             r[f"{key}_bf16_vs_fp32_r_median_row"] = round(float(np.median(rows)), 5)
             r[f"{key}_bf16_vs_fp32_r_min_row"] = round(float(np.min(rows)), 5)
+    # (i) torch.compile'd encoder and decoder against the eager runs above (same masks, same dtype)
+    if args.compile:
+        compile_stacks(model, backend=args.compile_backend)
+        r["compile_backend"] = args.compile_backend
+        t0 = time.perf_counter()
+        sm_x(n_loop)  # first call: compiles (the SM^H decoder compiles on its own first call)
+        sm_h(min(n_h, n_loop))
+        r["compile_seconds_first_calls"] = round(time.perf_counter() - t0, 1)
+        res_xc, xc_s, _ = best_of(args.repeat, lambda: sm_x(n_x), device)
+        res_hc, hc_s, _ = best_of(args.repeat, lambda: sm_h(n_h), device)
+        for key, eager, comp, n, sec, sec_c in (
+            ("sm_x", res_x, res_xc, n_x, x_s, xc_s),
+            ("sm_h", res_h, res_hc, n_h, h_s, hc_s),
+        ):
+            r[f"{key}_masks_per_s_compiled"] = round(n / sec_c, 2)
+            r[f"{key}_compile_speedup"] = round(sec / sec_c, 3)
+            r[f"{key}_compiled_vs_eager_r_min_row"] = round(min(row_correlations(comp, eager)), 6)
     for key, value in r.items():
         print(f"{key}: {value}")
     if args.json:

@@ -25,6 +25,7 @@ from caspes.explain.spes import (
     utterance_seed,
 )
 from caspes.model import S2TModel
+from caspes.model.inference import compile_stacks
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -689,3 +690,39 @@ def test_bf16_setting_auto_follows_the_device(monkeypatch: pytest.MonkeyPatch) -
     with pytest.raises(ValueError, match="autocast_bf16"):
         OcclusionOptions(autocast_bf16="yes")
     assert OcclusionOptions(autocast_bf16="auto").autocast_bf16 == "auto"
+
+
+def _compiled_maps(backend: str, device: str) -> tuple:
+    model = tiny_model(0, vocab=40, n_mels=80, d_model=64, ffn=128, conv_channels=64).float().to(device)
+    x = torch.randn(120, 80, generator=torch.Generator().manual_seed(0)).numpy()
+    levels, _ = segment_levels(x, SegmentationOptions(base_segments=(200, 300)))
+    dec = [2, 4, 7, 9, 11]
+    # batch 7 does not divide 60 masks per level: the last batch of each level has another size
+    opts = OcclusionOptions(n_masks=180, seed=3, batch_size=7)
+    h_opts = OcclusionOptions(n_masks=90, p=0.7, seed=3, batch_size=7)
+    eager = explain_input(model, x, dec, levels, opts, "u"), explain_encoder(model, x, dec, h_opts, "u")
+    assert compile_stacks(model, backend=backend) == ["encoder", "decoder"]
+    compiled = explain_input(model, x, dec, levels, opts, "u"), explain_encoder(model, x, dec, h_opts, "u")
+    return eager, compiled
+
+
+def test_compiled_stacks_give_the_eager_maps() -> None:
+    """torch.compile'd encoder/decoder (traced by dynamo, run by the eager backend; dynamic shapes,
+    so batches of two sizes and the clean pass share a graph) give the eager maps, element for
+    element, and the model keeps its state dict."""
+    eager, compiled = _compiled_maps("eager", "cpu")
+    for e, c in zip(eager, compiled, strict=True):
+        np.testing.assert_array_equal(c.counts, e.counts)
+        np.testing.assert_allclose(c.saliency, e.saliency, rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match="no encoder or decoder"):
+        compile_stacks(torch.nn.Linear(2, 2))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_inductor_compiled_maps_agree() -> None:
+    """On CUDA with inductor (fused kernels): the maps agree with eager ones to float rounding."""
+    eager, compiled = _compiled_maps("inductor", "cuda")
+    for e, c in zip(eager, compiled, strict=True):
+        np.testing.assert_array_equal(c.counts, e.counts)
+        assert np.corrcoef(c.saliency.reshape(-1), e.saliency.reshape(-1))[0, 1] > 0.999
