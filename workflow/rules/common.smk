@@ -243,6 +243,16 @@ def get_train_priority(wildcards):
     return 10 + int(cost)
 
 
+def get_explain_priority(wildcards):
+    """Saliency jobs of the deepest model first: its shards are the longest, and starting them
+    first keeps a long shard from running alone on one core at the end of the run. Below every
+    training job (priority >= 10) and below the jobs that make a model's saliency runnable
+    (averaging and decoding, 9); Hugging Face models (no dims) come last."""
+    dims = MODELS[wildcards.model].get("dims") or {}
+    layers = dims.get("encoder_layers", 0) + dims.get("decoder_layers", 0)
+    return 1 + min(7, layers)
+
+
 def get_final_stage_dir(wildcards):
     return f"results/{wildcards.model}/train/{model_stages(wildcards.model)[-1]}"
 

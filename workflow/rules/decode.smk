@@ -14,6 +14,7 @@ rule decode:
         "logs/decode/{model}/{src}-{tgt}/{split}.log",
     benchmark:
         "benchmarks/decode/{model}/{src}-{tgt}/{split}.tsv"
+    priority: 9
     conda:
         "../../envs/caspes.yaml"
     threads: 1

@@ -42,6 +42,7 @@ rule explain_input:
         "logs/explain_input/{model}/{src}-{tgt}/{split}/{scatteritem}.log",
     benchmark:
         "benchmarks/explain_input/{model}/{src}-{tgt}/{split}/{scatteritem}.tsv"
+    priority: get_explain_priority
     conda:
         "../../envs/caspes.yaml"
     threads: 1
@@ -69,6 +70,7 @@ rule explain_encoder:
         "logs/explain_encoder/{model}/{src}-{tgt}/{split}/p{p_h}/{scatteritem}.log",
     benchmark:
         "benchmarks/explain_encoder/{model}/{src}-{tgt}/{split}/p{p_h}/{scatteritem}.tsv"
+    priority: get_explain_priority
     conda:
         "../../envs/caspes.yaml"
     threads: 1

@@ -38,6 +38,7 @@ rule average_checkpoints:
         "logs/average_checkpoints/{model}.log",
     benchmark:
         "benchmarks/average_checkpoints/{model}.tsv"
+    priority: 9
     conda:
         "../../envs/caspes.yaml"
     params:
