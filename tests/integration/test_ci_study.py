@@ -470,7 +470,9 @@ def test_slurm_profile_requests_gpus_only_for_gpu_rules(tmp_path, config):
 
 def test_costliest_training_is_scheduled_first(tmp_path):
     """config.yaml: training stages outrank every other job, the deepest model's first stage comes
-    first, and each model's later stage ranks below its earlier one (longest remaining work first)."""
+    first, and each model's later stage ranks below its earlier one (longest remaining work first);
+    below them averaging and decoding (9), then the saliency shards of the deepest model (large 8,
+    base and small 7); everything else keeps priority 0."""
     jobs = _dry_run_jobs(tmp_path, "config.yaml", "--cores", "2")
     priorities = {f"{j['rule']} {j.get('wildcards')}": int(j["priority"]) for j in jobs if "priority" in j}
     train = {k.split(" ", 1)[1]: v for k, v in priorities.items() if k.startswith("train_model ")}
@@ -478,7 +480,18 @@ def test_costliest_training_is_scheduled_first(tmp_path):
         "model=base, stage=asr", "model=small, stage=asr", "model=small, stage=asr_st",
         "model=large, stage=asr", "model=large, stage=asr_st",
     }  # fmt: skip
-    assert {k for k in priorities if not k.startswith("train_model ")} == set()  # the rest keep priority 0
+    rest = {k: v for k, v in priorities.items() if not k.startswith("train_model ")}
+    expected = {}
+    for job in jobs:
+        rule, wildcards = job["rule"], job.get("wildcards")
+        if rule in ("average_checkpoints", "decode"):
+            expected[f"{rule} {wildcards}"] = 9
+        elif rule in ("explain_input", "explain_encoder"):
+            expected[f"{rule} {wildcards}"] = 8 if "model=large," in wildcards else 7
+    assert any(k.startswith("explain_input model=large") for k in expected)
+    assert any(k.startswith("explain_encoder model=base") for k in expected)
+    assert rest == expected  # every other job keeps priority 0
+    assert max(rest.values()) < min(train.values())
     assert max(train, key=train.get) == "model=large, stage=asr"
     assert train["model=large, stage=asr"] > train["model=large, stage=asr_st"] > 0
     assert (
