@@ -108,6 +108,16 @@ def test_bad_logs_name_the_file_and_line(tmp_path: Path) -> None:
         rule_stages(tmp_path)
 
 
+def test_a_log_with_no_finished_job(tmp_path: Path, rules_dir: Path) -> None:
+    """A run killed during its first job: the started job is listed, with no wall time and no shares."""
+    log = tmp_path / "killed.log"
+    log.write_text("[Thu Dec  3 08:38:49 2026]\nrule train_model:\n    jobid: 7\n", encoding="utf-8")
+    text = breakdown_markdown(job_table(parse_snakemake_log(log), rule_stages(rules_dir)), cores=2)
+    assert text.startswith("wall time: - (no job of this log finished)\n")
+    assert "job time:" not in text
+    assert "| train_model | 1 (1 unfinished) | 0 s | - | - | 0.0- |" in text
+
+
 def test_format_minutes() -> None:
     assert format_minutes(45.4) == "45 s"
     assert format_minutes(725) == "12 min 05 s"

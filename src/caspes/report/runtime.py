@@ -138,8 +138,7 @@ def breakdown(table: pd.DataFrame, by: str) -> pd.DataFrame:
                 "last_end_min": float(done["end_min"].max()) if len(done) else float("nan"),
             }
         )
-    out = pd.DataFrame(groups).sort_values("first_start_min", kind="stable").reset_index(drop=True)
-    return out
+    return pd.DataFrame(groups).sort_values("first_start_min", kind="stable").reset_index(drop=True)
 
 
 def wall_seconds(table: pd.DataFrame) -> float:
@@ -165,8 +164,11 @@ def breakdown_markdown(table: pd.DataFrame, cores: int | None = None) -> str:
     """The run's wall time, then a Markdown table per stage and one per rule."""
     wall = wall_seconds(table)
     busy = float(table["seconds"].sum())
-    lines = [f"wall time (first job start to last job finish): {format_minutes(wall)} ({wall:.0f} s)"]
-    if cores:
+    if not busy:  # killed during its first jobs: nothing finished, so no wall time or shares
+        lines = ["wall time: - (no job of this log finished)"]
+    else:
+        lines = [f"wall time (first job start to last job finish): {format_minutes(wall)} ({wall:.0f} s)"]
+    if cores and busy:
         lines.append(
             f"job time: {format_minutes(busy)} on {cores} cores = {busy / (cores * wall):.0%} of the cores' wall time"
         )
@@ -181,7 +183,7 @@ def breakdown_markdown(table: pd.DataFrame, cores: int | None = None) -> str:
             unfinished = f" ({row.unfinished} unfinished)" if row.unfinished else ""
             lines.append(
                 f"| {getattr(row, by)} | {row.jobs}{unfinished} | {format_minutes(row.job_seconds)} | "
-                f"{row.job_seconds / busy:.1%} | {format_minutes(row.longest_job_s)} | "
+                f"{f'{row.job_seconds / busy:.1%}' if busy else '-'} | {format_minutes(row.longest_job_s)} | "
                 f"{row.first_start_min:.1f}-{'' if row.unfinished else f'{row.last_end_min:.1f}'} |"
             )
     return "\n".join(lines) + "\n"
