@@ -25,6 +25,6 @@ run-ci: install
 test: install
 	PYTHON=$(PYTHON) bash tools/test.sh
 
-# The configs/ci.yaml study through a real single-node SLURM started here (root; ~15 min).
+# The configs/ci.yaml study through a real single-node SLURM started here (root; ~32 min).
 test-slurm: install
 	bash tests/slurm/run_slurm_ci.sh

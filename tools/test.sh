@@ -45,7 +45,7 @@ GPU_CHECK_SMOKE=1 bash tools/gpu_check.sh "$scratch/gpu_check" > "$scratch/gpu_c
   || { cat "$scratch/gpu_check.log" "$scratch"/gpu_check/*.log >&2; exit 1; }
 echo "gpu_check smoke ok: tools/gpu_check.sh"
 
-# The configs/ci.yaml study through a real single-node SLURM (about 25 minutes; needs root for
+# The configs/ci.yaml study through a real single-node SLURM (about 32 minutes; needs root for
 # apt-get and the daemons). SLURM=0 skips it.
 if [ "${SLURM:-1}" = "0" ]; then
   echo "== SLURM check skipped (SLURM=0)"
