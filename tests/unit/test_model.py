@@ -19,7 +19,12 @@ from caspes.model import (
     count_parameters,
     subsampled_lengths,
 )
-from caspes.model.conformer import RelPositionMultiHeadAttention, relative_positional_encoding, relative_shift
+from caspes.model.conformer import (
+    RelPositionMultiHeadAttention,
+    depthwise_conv1d,
+    relative_positional_encoding,
+    relative_shift,
+)
 
 N_MELS = 8
 VOCAB = 20
@@ -349,3 +354,46 @@ def test_relative_attention_matches_brute_force() -> None:
     torch.testing.assert_close(out, attn.out_proj(ref), atol=1e-5, rtol=0)
     # the sinusoid of distance r sits in row (T-1) - r, independent of T
     torch.testing.assert_close(relative_positional_encoding(3, d), pos[t - 3 : t + 2])
+
+
+@pytest.mark.parametrize(("shape", "kernel", "block"), [((3, 8, 1), 31, 16), ((2, 6, 5), 3, 16), ((4, 16, 30), 31, 16),
+                                                         ((2, 16, 63), 31, 7), ((1, 16, 250), 5, 16)])  # fmt: skip
+def test_depthwise_conv1d_matches_conv1d(shape: tuple[int, int, int], kernel: int, block: int) -> None:
+    """The banded-matmul depthwise convolution is F.conv1d(groups=C, 'same' padding): values and the
+    gradients to input, weight and bias, in float64 (no rounding to hide behind), for T shorter
+    than, equal to and longer than a block, and lengths that are not a multiple of the block."""
+    gen = torch.Generator().manual_seed(sum(shape) + kernel)
+    x = torch.randn(*shape, dtype=torch.float64, generator=gen, requires_grad=True)
+    w = torch.randn(shape[1], 1, kernel, dtype=torch.float64, generator=gen, requires_grad=True)
+    b = torch.randn(shape[1], dtype=torch.float64, generator=gen, requires_grad=True)
+    got = depthwise_conv1d(x, w, b, block=block)
+    ref = F.conv1d(x, w, b, padding=kernel // 2, groups=shape[1])
+    assert got.shape == ref.shape
+    torch.testing.assert_close(got, ref, rtol=0, atol=1e-12)
+    grad = torch.randn(ref.shape, dtype=torch.float64, generator=gen)
+    for g_got, g_ref in zip(
+        torch.autograd.grad(got, (x, w, b), grad), torch.autograd.grad(ref, (x, w, b), grad), strict=True
+    ):
+        torch.testing.assert_close(g_got, g_ref, rtol=0, atol=1e-12)
+    no_bias = F.conv1d(x, w, None, padding=kernel // 2, groups=shape[1])
+    torch.testing.assert_close(depthwise_conv1d(x, w, None, block=block), no_bias, rtol=0, atol=1e-12)
+
+
+def test_depthwise_conv1d_bf16_autocast_and_errors() -> None:
+    """Under CPU bf16 autocast it returns bf16 as F.conv1d does, within bf16 rounding of it; bad
+    shapes and even kernels raise."""
+    gen = torch.Generator().manual_seed(3)
+    x, w, b = (
+        torch.randn(2, 16, 40, generator=gen),
+        torch.randn(16, 1, 31, generator=gen),
+        torch.randn(16, generator=gen),
+    )
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got, ref = depthwise_conv1d(x, w, b), F.conv1d(x, w, b, padding=15, groups=16)
+    assert got.dtype == ref.dtype == torch.bfloat16
+    scale = float(ref.float().abs().max())
+    assert float((got.float() - ref.float()).abs().max()) <= 2**-6 * scale
+    with pytest.raises(ValueError, match="odd kernel"):
+        depthwise_conv1d(x, torch.randn(16, 1, 4), None)
+    with pytest.raises(ValueError, match=r"\(C, 1, K\)"):
+        depthwise_conv1d(x, torch.randn(8, 1, 3), None)
