@@ -14,7 +14,10 @@ input ``[EOS, ...]`` of I ids (no PAD).  One run measures
       ``spes.*`` labels: mask, encoder, decoder, KL, accumulation; the rest is "other");
   (h) with ``--bf16``: the same engines in fp32 in the same run (speed-up, and the Pearson r
       between the bf16 and the fp32 map of the same masks);
-  (i) with ``--compile``: the encoder and decoder compiled (``torch.compile``, dynamic shapes,
+  (i) with ``--depthwise-baseline``: SM^X and SM^H again with oneDNN's depthwise convolution
+      (``F.conv1d``) in place of the Conformer's banded matmuls (``caspes.model.conformer``) in
+      the same run: masks/s, the speed-up of the banded kernel, and r between the two maps;
+  (j) with ``--compile``: the encoder and decoder compiled (``torch.compile``, dynamic shapes,
       :func:`caspes.model.inference.compile_stacks`) in the same run, after everything above: the
       compile time of the first call, masks/s, the speed-up over eager, and r(compiled, eager map).
 Engine timings include its per-call work (clean pass, mask draws, CUDA batch-size probe).
@@ -58,6 +61,7 @@ from caspes.explain.spes import (
     utterance_seed,
 )
 from caspes.model import PAPER_DIMENSIONS, ModelDimensions, S2TModel
+from caspes.model.conformer import depthwise_block
 from caspes.model.inference import autocast_bf16, compile_stacks
 
 #: config.yaml's tiny model dimensions, with the 512-piece vocabulary of its en_it tokenizer.
@@ -253,6 +257,11 @@ def parse_args() -> argparse.Namespace:
     add(
         "--compile-backend", default="inductor", help="torch.compile backend of --compile (eager: trace only)"
     )
+    add(
+        "--depthwise-baseline",
+        action="store_true",
+        help="also time the engines with F.conv1d as the Conformer's depthwise convolution",
+    )
     add("--json", default=None, help="also write the figures to this JSON file")
     args = ap.parse_args()
     if args.frames < 1 or args.tokens < 1 or args.loop_masks < 3 or (args.masks or 3) < 3:
@@ -395,7 +404,20 @@ def main() -> None:
             rows = row_correlations(half, full)
             r[f"{key}_bf16_vs_fp32_r_median_row"] = round(float(np.median(rows)), 5)
             r[f"{key}_bf16_vs_fp32_r_min_row"] = round(float(np.min(rows)), 5)
-    # (i) torch.compile'd encoder and decoder against the eager runs above (same masks, same dtype)
+    # (i) the depthwise-convolution baseline (F.conv1d) against the banded matmuls above, same masks
+    if args.depthwise_baseline:
+        with depthwise_block(0):
+            sm_x(n_loop)  # warm-up
+            res_xd, xd_s, _ = best_of(args.repeat, lambda: sm_x(n_x), device)
+            res_hd, hd_s, _ = best_of(args.repeat, lambda: sm_h(n_h), device)
+        for key, banded, base, n, sec, sec_d in (
+            ("sm_x", res_x, res_xd, n_x, x_s, xd_s),
+            ("sm_h", res_h, res_hd, n_h, h_s, hd_s),
+        ):
+            r[f"{key}_masks_per_s_conv1d_depthwise"] = round(n / sec_d, 2)
+            r[f"{key}_banded_depthwise_speedup"] = round(sec_d / sec, 3)
+            r[f"{key}_banded_vs_conv1d_r_min_row"] = round(min(row_correlations(banded, base)), 6)
+    # (j) torch.compile'd encoder and decoder against the eager runs above (same masks, same dtype)
     if args.compile:
         compile_stacks(model, backend=args.compile_backend)
         r["compile_backend"] = args.compile_backend

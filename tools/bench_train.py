@@ -6,7 +6,9 @@ training batches of its first stage from the feature manifests the workflow wrot
 ``--steps`` training steps after ``--warmup`` untimed ones: batch collation with SpecAugment,
 forward, loss, backward, gradient clipping + AdamW (the features are read from disk once before). With ``--dropout`` it repeats the measurement
 with other dropout values in the same run and prints the time ratios; with ``--bf16`` each variant is
-also timed under bf16 autocast of the forward pass (as ``train_model`` does with bf16), ratio to fp32.
+also timed under bf16 autocast of the forward pass (as ``train_model`` does with bf16), ratio to fp32;
+with ``--depthwise-baseline`` each variant is also timed with oneDNN's depthwise convolution
+(``F.conv1d``) in place of the Conformer's banded-matmul one (``caspes.model.conformer.depthwise_conv1d``).
 
 The figures are wall-clock seconds on this process's threads (``--threads``, default 1 like the
 workflow's ``train_model`` jobs); run it alone, and preload jemalloc as ``make run`` does (page
@@ -17,6 +19,7 @@ Examples:
       python tools/bench_train.py --models small --dropout 0.1
   python tools/bench_train.py --configfile config.yaml --models base small large --steps 20
   python tools/bench_train.py --models base --bf16 --threads 2
+  python tools/bench_train.py --models base small large --steps 10 --warmup 3 --depthwise-baseline
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import yaml
 
 from caspes.features import FeatureReader
 from caspes.model import ModelDimensions, S2TModel
+from caspes.model.conformer import DEPTHWISE_BLOCK, depthwise_block
 from caspes.model.inference import autocast_bf16, resolve_device
 from caspes.tokenizer import Tokenizer
 from caspes.train.augment import spec_augment
@@ -146,6 +150,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     parser.add_argument("--bf16", action="store_true", help="also time bf16 autocast of the forward pass")
+    parser.add_argument(
+        "--depthwise-baseline",
+        action="store_true",
+        help="also time each variant with oneDNN's depthwise convolution (F.conv1d) instead of the banded matmuls",
+    )
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -166,6 +175,7 @@ def main() -> None:
         "model",
         "dropout",
         "precision",
+        "depthwise",
         "params",
         "utt/step",
         *[f"{p} ms" for p in PHASES],
@@ -179,16 +189,20 @@ def main() -> None:
         base_dims = {**config["models"][name]["dims"], "vocab_size": len(tokenizer)}
         configured = ModelDimensions.from_dict(base_dims).dropout
         reference = None
-        variants = [(d, bf) for d in [configured, *[d for d in args.dropout if d != configured]]
-                    for bf in ([False, True] if args.bf16 else [False])]  # fmt: skip
-        for dropout, bf16 in variants:
+        blocks = [DEPTHWISE_BLOCK, 0] if args.depthwise_baseline else [DEPTHWISE_BLOCK]
+        variants = [(d, bf, blk) for d in [configured, *[d for d in args.dropout if d != configured]]
+                    for bf in ([False, True] if args.bf16 else [False]) for blk in blocks]  # fmt: skip
+        for dropout, bf16, block in variants:
             dims = ModelDimensions.from_dict({**base_dims, "dropout": dropout})
-            phases, utt_per_step, params = time_steps(
-                dims, data, train_config, device, args.warmup, args.steps, bf16
-            )
+            with depthwise_block(block):
+                phases, utt_per_step, params = time_steps(
+                    dims, data, train_config, device, args.warmup, args.steps, bf16
+                )
             per_step = sum(phases.values())
             reference = reference or per_step
-            row = [name, f"{dropout:g}", "bf16" if bf16 else "fp32", str(params), f"{utt_per_step:.1f}"]
+            kernel = f"banded/{block}" if block else "conv1d"
+            row = [name, f"{dropout:g}", "bf16" if bf16 else "fp32", kernel]
+            row += [str(params), f"{utt_per_step:.1f}"]
             row += [f"{1000 * phases[p]:.1f}" for p in PHASES]
             row += [f"{per_step:.3f}", f"{utt_per_step / per_step:.1f}", f"{per_step / reference:.3f}"]
             print("\t".join(row), flush=True)

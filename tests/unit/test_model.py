@@ -397,3 +397,35 @@ def test_depthwise_conv1d_bf16_autocast_and_errors() -> None:
         depthwise_conv1d(x, torch.randn(16, 1, 4), None)
     with pytest.raises(ValueError, match=r"\(C, 1, K\)"):
         depthwise_conv1d(x, torch.randn(8, 1, 3), None)
+
+
+def test_depthwise_block_switches_the_kernel_and_restores_it() -> None:
+    """``depthwise_block(0)`` makes the Conformer's convolution module call F.conv1d (the benchmarks'
+    baseline); the banded default comes back afterwards, also after an exception."""
+    import caspes.model.conformer as conformer
+
+    default = conformer.DEPTHWISE_BLOCK
+    assert default > 0
+    calls: list[int] = []
+    real = F.conv1d
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs.get("groups", 1))
+        return real(*args, **kwargs)
+
+    module = conformer.ConvolutionModule(8, 5, 0.0).eval()
+    x = torch.randn(2, 9, 8)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(conformer.F, "conv1d", counting)
+        banded = module(x)
+        assert 8 not in calls  # the depthwise step did not go through F.conv1d
+        with conformer.depthwise_block(0):
+            assert conformer.DEPTHWISE_BLOCK == 0
+            baseline = module(x)
+        assert 8 in calls
+    torch.testing.assert_close(banded, baseline, rtol=0, atol=1e-5)
+    with pytest.raises(RuntimeError), conformer.depthwise_block(3):
+        raise RuntimeError
+    assert conformer.DEPTHWISE_BLOCK == default
+    with pytest.raises(ValueError, match=">= 0"), conformer.depthwise_block(-1):
+        pass

@@ -22,6 +22,8 @@ frames are set to ``0``.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -35,6 +37,7 @@ __all__ = [
     "ConformerLayer",
     "ConvolutionModule",
     "EncoderOutput",
+    "depthwise_block",
     "depthwise_conv1d",
     "FeedForwardModule",
     "RelPositionMultiHeadAttention",
@@ -200,10 +203,26 @@ class FeedForwardModule(nn.Module):
 
 DEPTHWISE_BLOCK = 16
 """Output frames per block of :func:`depthwise_conv1d` on a CPU (fastest of 8-24 on this project's
-2-core AMD EPYC, for the training and SPES batch shapes; README "Speed of the encoder")."""
+2-core AMD EPYC, for the training and SPES batch shapes; README "Allocator and kernels");
+0 = oneDNN's own depthwise kernel (``F.conv1d``), the baseline that the benchmarks time beside it
+(:func:`depthwise_block`)."""
 
 
-def depthwise_conv1d(x: Tensor, weight: Tensor, bias: Tensor | None, block: int = DEPTHWISE_BLOCK) -> Tensor:
+@contextmanager
+def depthwise_block(block: int) -> Iterator[None]:
+    """Within the block, :class:`ConvolutionModule` runs :func:`depthwise_conv1d` with ``block``
+    (0 = ``F.conv1d``): ``tools/bench_train.py`` / ``tools/bench_spes.py --depthwise-baseline``."""
+    global DEPTHWISE_BLOCK
+    if block < 0:
+        raise ValueError(f"depthwise block must be >= 0, got {block}")
+    saved, DEPTHWISE_BLOCK = DEPTHWISE_BLOCK, block
+    try:
+        yield
+    finally:
+        DEPTHWISE_BLOCK = saved
+
+
+def depthwise_conv1d(x: Tensor, weight: Tensor, bias: Tensor | None, block: int | None = None) -> Tensor:
     """Depthwise 'same' convolution ``F.conv1d(x, weight, bias, padding=K // 2, groups=C)`` of
     ``x`` (B, C, T) with ``weight`` (C, 1, K), K odd, computed as batched matrix products.
 
@@ -217,7 +236,7 @@ def depthwise_conv1d(x: Tensor, weight: Tensor, bias: Tensor | None, block: int 
     (the band's zeros add exact zeros): in fp32 the result equals ``F.conv1d``'s to rounding
     (``tests/unit/test_conformer.py``).  Autograd flows through ``unfold``/``bmm`` to ``x`` and,
     via the band's gather, to ``weight``.  Other devices call ``F.conv1d`` (cuDNN's depthwise
-    kernel is fast)."""
+    kernel is fast).  ``block`` defaults to :data:`DEPTHWISE_BLOCK`; 0 calls ``F.conv1d``."""
     if x.dim() != 3 or weight.dim() != 3 or weight.size(1) != 1 or weight.size(0) != x.size(1):
         raise ValueError(
             f"depthwise_conv1d needs x (B, C, T) and weight (C, 1, K), got {tuple(x.shape)} and {tuple(weight.shape)}"
@@ -225,7 +244,8 @@ def depthwise_conv1d(x: Tensor, weight: Tensor, bias: Tensor | None, block: int 
     k = weight.size(-1)
     if k % 2 == 0:
         raise ValueError(f"depthwise_conv1d needs an odd kernel, got {k}")
-    if x.device.type != "cpu":
+    block = DEPTHWISE_BLOCK if block is None else block
+    if x.device.type != "cpu" or block == 0:
         return F.conv1d(x, weight, bias, padding=k // 2, groups=x.size(1))
     b, c, t = x.shape
     n = -(-t // block)
