@@ -3,13 +3,13 @@
 #   make test   set up, then run the tests, linters and workflow dry-runs
 PYTHON ?= python3
 CORES ?= 2
-# jemalloc (Debian libjemalloc2) removes most of the kernel time of CPU training; empty if absent.
-# Its default page decay hands freed pages back to the kernel within seconds, so the large short-lived
-# mask batches of SPES are page-faulted in again on every forward: SM^X ran 0.69x as fast as with glibc.
-# Without decay (freed pages stay in the process, peak RSS unchanged) SM^X runs 1.7x and training 1.16x
-# as fast as with jemalloc's defaults (README, "Performance").
-JEMALLOC := $(firstword $(wildcard /usr/lib/*/libjemalloc.so.2))
-ALLOC := LD_PRELOAD=$(JEMALLOC) MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1
+# Allocator: glibc's (no preload). jemalloc with page decay off (MALLOC_CONF=dirty_decay_ms:-1,
+# muzzy_decay_ms:-1) made short benchmarks faster (training 0.357 vs 0.426 s/step), but in a full
+# `make run` (2026-12-03) the large model's asr_st training job grew to 21 GB RSS within about 30 min
+# and the machine swapped: decay off never returns freed pages, and the varying batch shapes of
+# training do not reuse them. jemalloc's default decay is safe but makes SM^X 0.69x as fast as glibc
+# (README, "Allocator"). ALLOC is a prefix for the snakemake command: `make run ALLOC="LD_PRELOAD=..."`.
+ALLOC ?=
 
 .PHONY: install run run-ci test test-slurm
 install:

@@ -11,12 +11,11 @@ with ``--depthwise-baseline`` each variant is also timed with oneDNN's depthwise
 (``F.conv1d``) in place of the Conformer's banded-matmul one (``caspes.model.conformer.depthwise_conv1d``).
 
 The figures are wall-clock seconds on this process's threads (``--threads``, default 1 like the
-workflow's ``train_model`` jobs); run it alone, and preload jemalloc as ``make run`` does (page
-decay off, README "Allocator").
+workflow's ``train_model`` jobs); run it alone. It prints the allocator in use (``make run`` uses
+glibc's; README "Allocator": jemalloc with page decay off grows without bound in long training).
 
 Examples:
-  LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1 \\
-      python tools/bench_train.py --models small --dropout 0.1
+  python tools/bench_train.py --models small --dropout 0.1
   python tools/bench_train.py --configfile config.yaml --models base small large --steps 20
   python tools/bench_train.py --models base --bf16 --threads 2
   python tools/bench_train.py --models base small large --steps 10 --warmup 3 --depthwise-baseline

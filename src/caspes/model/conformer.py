@@ -203,7 +203,7 @@ class FeedForwardModule(nn.Module):
 
 DEPTHWISE_BLOCK = 16
 """Output frames per block of :func:`depthwise_conv1d` on a CPU (fastest of 8-24 on this project's
-2-core AMD EPYC, for the training and SPES batch shapes; README "Allocator and kernels");
+2-core AMD EPYC, for the training and SPES batch shapes; README "Kernels");
 0 = oneDNN's own depthwise kernel (``F.conv1d``), the baseline that the benchmarks time beside it
 (:func:`depthwise_block`)."""
 
