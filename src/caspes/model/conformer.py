@@ -234,7 +234,7 @@ def depthwise_conv1d(x: Tensor, weight: Tensor, bias: Tensor | None, block: int 
     ``0 … K-1``).  Output frame ``t = n·block + l`` is ``sum_k weight[c, 0, k] · x_pad[t + k]``,
     the cross-correlation ``F.conv1d`` computes, over the same terms in the same order of ``k``
     (the band's zeros add exact zeros): in fp32 the result equals ``F.conv1d``'s to rounding
-    (``tests/unit/test_conformer.py``).  Autograd flows through ``unfold``/``bmm`` to ``x`` and,
+    (``tests/unit/test_model.py``).  Autograd flows through ``unfold``/``bmm`` to ``x`` and,
     via the band's gather, to ``weight``.  Other devices call ``F.conv1d`` (cuDNN's depthwise
     kernel is fast).  ``block`` defaults to :data:`DEPTHWISE_BLOCK`; 0 calls ``F.conv1d``."""
     if x.dim() != 3 or weight.dim() != 3 or weight.size(1) != 1 or weight.size(0) != x.size(1):
