@@ -6,7 +6,9 @@ training batches of its first stage from the feature manifests the workflow wrot
 ``--steps`` training steps after ``--warmup`` untimed ones: batch collation with SpecAugment,
 forward, loss, backward, gradient clipping + AdamW (the features are read from disk once before). With ``--dropout`` it repeats the measurement
 with other dropout values in the same run and prints the time ratios; with ``--bf16`` each variant is
-also timed under bf16 autocast of the forward pass (as ``train_model`` does with bf16), ratio to fp32;
+also timed under bf16 autocast of the forward pass (as ``train_model`` does with bf16 on a GPU), ratio
+to fp32, and under bf16 autocast with the attention products in float32
+(``caspes.model.attention.fp32_attention``: precision ``bf16/attn32``);
 with ``--depthwise-baseline`` each variant is also timed with oneDNN's depthwise convolution
 (``F.conv1d``) in place of the Conformer's banded-matmul one (``caspes.model.conformer.depthwise_conv1d``).
 
@@ -35,6 +37,7 @@ import yaml
 
 from caspes.features import FeatureReader
 from caspes.model import ModelDimensions, S2TModel
+from caspes.model.attention import fp32_attention
 from caspes.model.conformer import DEPTHWISE_BLOCK, depthwise_block
 from caspes.model.inference import autocast_bf16, resolve_device
 from caspes.tokenizer import Tokenizer
@@ -84,6 +87,7 @@ def time_steps(
     warmup: int,
     steps: int,
     bf16: bool = False,
+    attn32: bool = False,
 ) -> tuple[dict[str, float], float, int]:
     """Seconds per step by phase, utterances per step, parameter count."""
     torch.manual_seed(config.seed)
@@ -114,7 +118,7 @@ def time_steps(
         batch = batch.to(device)
         sync()
         marks.append(time.perf_counter())
-        with autocast_bf16(device, bf16):
+        with autocast_bf16(device, bf16), fp32_attention(attn32):
             output = model(batch.features, batch.lengths, batch.decoder_input)
         sync()
         marks.append(time.perf_counter())
@@ -148,7 +152,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
-    parser.add_argument("--bf16", action="store_true", help="also time bf16 autocast of the forward pass")
+    parser.add_argument(
+        "--bf16",
+        action="store_true",
+        help="also time bf16 autocast of the forward pass, with bf16 and with float32 attention products",
+    )
     parser.add_argument(
         "--depthwise-baseline",
         action="store_true",
@@ -189,18 +197,26 @@ def main() -> None:
         configured = ModelDimensions.from_dict(base_dims).dropout
         reference = None
         blocks = [DEPTHWISE_BLOCK, 0] if args.depthwise_baseline else [DEPTHWISE_BLOCK]
-        variants = [(d, bf, blk) for d in [configured, *[d for d in args.dropout if d != configured]]
-                    for bf in ([False, True] if args.bf16 else [False]) for blk in blocks]  # fmt: skip
-        for dropout, bf16, block in variants:
+        precisions = ["fp32", "bf16", "bf16/attn32"] if args.bf16 else ["fp32"]
+        variants = [(d, pr, blk) for d in [configured, *[d for d in args.dropout if d != configured]]
+                    for pr in precisions for blk in blocks]  # fmt: skip
+        for dropout, precision, block in variants:
             dims = ModelDimensions.from_dict({**base_dims, "dropout": dropout})
             with depthwise_block(block):
                 phases, utt_per_step, params = time_steps(
-                    dims, data, train_config, device, args.warmup, args.steps, bf16
+                    dims,
+                    data,
+                    train_config,
+                    device,
+                    args.warmup,
+                    args.steps,
+                    bf16=precision != "fp32",
+                    attn32=precision == "bf16/attn32",
                 )
             per_step = sum(phases.values())
             reference = reference or per_step
             kernel = f"banded/{block}" if block else "conv1d"
-            row = [name, f"{dropout:g}", "bf16" if bf16 else "fp32", kernel]
+            row = [name, f"{dropout:g}", precision, kernel]
             row += [str(params), f"{utt_per_step:.1f}"]
             row += [f"{1000 * phases[p]:.1f}" for p in PHASES]
             row += [f"{per_step:.3f}", f"{utt_per_step / per_step:.1f}", f"{per_step / reference:.3f}"]

@@ -19,6 +19,8 @@ from caspes.model import (
     count_parameters,
     subsampled_lengths,
 )
+from caspes.model import attention as attention_module
+from caspes.model.attention import attention_product, fp32_attention
 from caspes.model.conformer import (
     RelPositionMultiHeadAttention,
     depthwise_conv1d,
@@ -429,3 +431,65 @@ def test_depthwise_block_switches_the_kernel_and_restores_it() -> None:
     assert conformer.DEPTHWISE_BLOCK == default
     with pytest.raises(ValueError, match=">= 0"), conformer.depthwise_block(-1):
         pass
+
+
+def test_fp32_attention_under_bf16_autocast() -> None:
+    torch.manual_seed(5)
+    q, k, v = (torch.randn(2, 3, 7, 8) for _ in range(3))
+    mask = torch.randn(2, 3, 7, 7)
+    # no autocast: the block changes nothing, bit for bit
+    plain = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    with fp32_attention():
+        assert torch.equal(attention_product(q, k, v, attn_mask=mask), plain)
+    qb, kb, vb, mb = (x.to(torch.bfloat16) for x in (q, k, v, mask))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert attention_product(qb, kb, vb, attn_mask=mb).dtype == torch.bfloat16
+        with fp32_attention():
+            out = attention_product(qb, kb, vb, attn_mask=mb, is_causal=False)
+            causal = attention_product(qb, kb, vb, is_causal=True)
+    assert out.dtype == torch.float32
+    expected = F.scaled_dot_product_attention(qb.float(), kb.float(), vb.float(), attn_mask=mb.float())
+    assert torch.equal(out, expected)
+    assert torch.equal(
+        causal, F.scaled_dot_product_attention(qb.float(), kb.float(), vb.float(), is_causal=True)
+    )
+    # the switch nests and restores itself, also after an error
+    with fp32_attention():
+        with fp32_attention(False):
+            assert attention_module._FP32_ATTENTION is False
+        assert attention_module._FP32_ATTENTION is True
+    with pytest.raises(RuntimeError), fp32_attention():
+        raise RuntimeError("boom")
+    assert attention_module._FP32_ATTENTION is False
+
+
+def test_fp32_attention_reaches_every_attention_of_the_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Encoder (relative-position) and decoder attention all go through attention_product."""
+    seen: list[torch.dtype] = []
+    original = F.scaled_dot_product_attention
+
+    def spy(q: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
+        seen.append(q.dtype)
+        return original(q, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", spy)
+    torch.manual_seed(6)
+    dims = _tiny_dims(dropout=0.0)
+    model = S2TModel(dims).train()
+    features, lengths, tokens = _padded_batch([40, 33], [5, 4])
+    with torch.autocast("cpu", dtype=torch.bfloat16), fp32_attention():
+        output = model(features, lengths, tokens)
+    n_calls = dims.encoder_layers + 2 * dims.decoder_layers
+    assert seen == [torch.float32] * n_calls
+    output.logits.float().sum().backward()
+    grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+    assert all(torch.isfinite(g).all() for g in grads.values())
+    assert any(".q_proj." in n and n.startswith("encoder") for n in grads)  # through the encoder's attention
+    seen.clear()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        model(features, lengths, tokens)
+    # without the block the decoder's queries reach the kernel in bf16 (the encoder's carry the fp32
+    # position biases, and autocast casts them inside the kernel's dispatch)
+    assert len(seen) == n_calls and seen[dims.encoder_layers :] == [torch.bfloat16] * (
+        2 * dims.decoder_layers
+    )

@@ -24,12 +24,59 @@ and re-used with :meth:`MultiHeadAttention.attend` (key/value caching).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["MultiHeadAttention", "causal_mask"]
+__all__ = ["MultiHeadAttention", "attention_product", "causal_mask", "fp32_attention"]
+
+_FP32_ATTENTION = False
+
+
+@contextmanager
+def fp32_attention(enabled: bool = True) -> Iterator[None]:
+    """Within the block, :func:`attention_product` runs in float32 even under autocast.
+
+    Autocast runs ``scaled_dot_product_attention`` in bf16, and on this project's CPU (AMD EPYC,
+    AVX512-BF16, torch 2.11) the bf16 kernel's backward pass is several times slower than the
+    float32 one, while bf16 linear layers and matrix products are faster than float32
+    (``tools/bench_train.py --bf16`` times both policies). The block casts the query, key, value
+    and a float mask to float32 and turns autocast off for the product alone; the result is
+    float32, and the next linear layer casts it back under autocast. Outside such a block (the
+    default) nothing changes.
+    """
+    global _FP32_ATTENTION
+    previous = _FP32_ATTENTION
+    _FP32_ATTENTION = enabled
+    try:
+        yield
+    finally:
+        _FP32_ATTENTION = previous
+
+
+def attention_product(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    attn_mask: Tensor | None = None,
+    dropout_p: float = 0.0,
+    is_causal: bool = False,
+) -> Tensor:
+    """:func:`torch.nn.functional.scaled_dot_product_attention`, in float32 under autocast
+    within :func:`fp32_attention`."""
+    if _FP32_ATTENTION and torch.is_autocast_enabled(q.device.type):
+        with torch.autocast(q.device.type, enabled=False):
+            if attn_mask is not None and attn_mask.is_floating_point():
+                attn_mask = attn_mask.float()
+            return F.scaled_dot_product_attention(
+                q.float(), k.float(), v.float(), attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal
+            )
+    return F.scaled_dot_product_attention(
+        q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal
+    )
 
 
 def causal_mask(num_queries: int, num_keys: int, device: torch.device | None = None) -> Tensor:
@@ -165,9 +212,9 @@ class MultiHeadAttention(nn.Module):
 
         if not need_weights:
             if causal and key_padding_mask is None and i == t:
-                out = F.scaled_dot_product_attention(q, key, value, dropout_p=dropout_p, is_causal=True)
+                out = attention_product(q, key, value, dropout_p=dropout_p, is_causal=True)
             else:
-                out = F.scaled_dot_product_attention(q, key, value, attn_mask=allowed, dropout_p=dropout_p)
+                out = attention_product(q, key, value, attn_mask=allowed, dropout_p=dropout_p)
             return self.out_proj(self._merge_heads(out)), None
 
         scale = 1.0 / math.sqrt(self.head_dim)

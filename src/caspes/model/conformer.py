@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from caspes.model.attention import attention_product
+
 __all__ = [
     "Conv1dSubsampler",
     "relative_shift",
@@ -358,7 +360,7 @@ class RelPositionMultiHeadAttention(nn.Module):
         if padding_mask is not None:
             bias = bias.masked_fill(padding_mask[:, None, None, :], float("-inf"))
         dropout_p = self.dropout if self.training else 0.0
-        out = F.scaled_dot_product_attention(q_u, k, v, attn_mask=bias.to(q_u.dtype), dropout_p=dropout_p)
+        out = attention_product(q_u, k, v, attn_mask=bias.to(q_u.dtype), dropout_p=dropout_p)
         return self.out_proj(out.transpose(1, 2).reshape(b, t, d))
 
 
