@@ -127,6 +127,9 @@ def test_config_roundtrip_and_validation():
         TrainConfig(stage="st")
     with pytest.raises(ValueError, match="warmup"):
         TrainConfig(warmup_steps=0)
+    with pytest.raises(ValueError, match="cpu_bf16"):
+        TrainConfig(cpu_bf16="fast")
+    assert TrainConfig.from_dict({"cpu_bf16": "auto"}).cpu_bf16 == "auto"
 
 
 def test_noam_schedule():
@@ -330,6 +333,49 @@ def test_overfit_ten_utterances(corpus, tmp_path):
     mask = tgt.ne(PAD_ID)
     accuracy = float((pred.eq(tgt) & mask).sum() / mask.sum())
     assert accuracy > 0.9
+
+
+def test_cpu_bf16_trains_linear_layers_in_bf16_and_attention_in_fp32(corpus, tmp_path, monkeypatch, caplog):
+    """cpu_bf16 on a CPU: the attention products get float32 inputs while the linear layers run
+    in bf16; the run differs from the fp32 one but learns as well on a short overfit."""
+    seen: list[torch.dtype] = []
+    original = torch.nn.functional.scaled_dot_product_attention
+
+    def spy(q, k, v, **kw):
+        seen.append(q.dtype)
+        return original(q, k, v, **kw)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
+    linear_dtypes: list[torch.dtype] = []
+    hook = torch.nn.modules.module.register_module_forward_hook(
+        lambda m, i, o: linear_dtypes.append(o.dtype) if isinstance(m, torch.nn.Linear) else None
+    )
+    cfg = dict(max_steps=40, peak_lr=5e-3, warmup_steps=10, label_smoothing=0.0, specaugment=False)
+    cfg.update(max_frames_per_batch=10_000, checkpoint_every=0, seed=1)
+    ce = {}
+    try:
+        for precision in (False, True):
+            seen.clear()
+            linear_dtypes.clear()
+            config = _config(cpu_bf16=precision, **cfg)
+            with caplog.at_level(logging.INFO, logger="caspes.train.loop"):
+                train(
+                    _dims(corpus["tok"]),
+                    config,
+                    _data(corpus, config, "train10"),
+                    None,
+                    tmp_path / str(precision),
+                    progress=False,
+                )
+            assert seen and set(seen) == {torch.float32}
+            assert set(linear_dtypes) == ({torch.bfloat16} if precision else {torch.float32})
+            _, rows = _history(tmp_path / str(precision) / "history.tsv")
+            ce[precision] = [float(r["ce"]) for r in rows]
+    finally:
+        hook.remove()
+    assert "(bf16, attention in float32)" in caplog.text
+    assert ce[True] != ce[False]
+    assert ce[True][-1] < 0.2 * ce[True][0] and ce[False][-1] < 0.2 * ce[False][0]
 
 
 def test_resume_is_bitwise_identical(corpus, tmp_path, caplog):

@@ -82,7 +82,14 @@ class TrainConfig:
         keep_last: numbered checkpoints kept on disk (the newest ones, for averaging).
         dev_every: compute the dev loss every this many steps (0: never).
         device: ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
-        bf16: bfloat16 autocast for the forward pass (CUDA only; ignored on CPU).
+        bf16: bfloat16 autocast for the forward pass on a CUDA device (ignored on a CPU).
+        cpu_bf16: on a CPU, bfloat16 autocast for the forward pass with the attention
+            products in float32 (:func:`caspes.model.attention.fp32_attention`: the bf16
+            attention kernel's backward pass is slow on CPUs); linear layers, convolutions and
+            the other matrix products run in bf16, the losses and the optimizer in float32.
+            Off: float32 throughout.  ``true``, ``false``, or ``"auto"``: where the CPU
+            multiplies bf16 natively (:func:`caspes.model.inference.native_bf16`; elsewhere
+            bf16 is emulated and slower).  Ignored on CUDA (``bf16`` applies there).
         num_threads: torch intra-op threads during training (0: leave torch's setting).
         log_every: log a progress line every this many steps (0: never).
     """
@@ -115,12 +122,15 @@ class TrainConfig:
     dev_every: int = 1000
     device: str = "auto"
     bf16: bool = True
+    cpu_bf16: bool | str = False
     num_threads: int = 0
     log_every: int = 100
 
     def __post_init__(self) -> None:
         if isinstance(self.betas, list):  # from YAML/JSON
             object.__setattr__(self, "betas", tuple(self.betas))
+        if not isinstance(self.cpu_bf16, bool) and self.cpu_bf16 != "auto":
+            raise ValueError(f"cpu_bf16 must be true, false or 'auto', got {self.cpu_bf16!r}")
         if self.stage not in _STAGES:
             raise ValueError(f"stage must be one of {_STAGES}, got {self.stage!r}")
         if self.lr_schedule not in _SCHEDULES:

@@ -18,8 +18,9 @@ from tqdm import tqdm
 from caspes import __version__
 from caspes.features import FeatureReader
 from caspes.model import ModelDimensions, S2TModel
+from caspes.model.attention import fp32_attention
 from caspes.model.checkpoint import load_checkpoint
-from caspes.model.inference import autocast_bf16, resolve_device
+from caspes.model.inference import autocast_bf16, resolve_bf16, resolve_device
 from caspes.tokenizer import Tokenizer
 from caspes.train.augment import spec_augment
 from caspes.train.checkpoints import (
@@ -135,7 +136,10 @@ def _train(
 ) -> Path:
     """:func:`train` in ``torch``'s thread setting: checks, set-up or resumption, the loop."""
     device = resolve_device(config.device)
-    use_bf16 = config.bf16 and device.type == "cuda"
+    if device.type == "cuda":
+        use_bf16 = config.bf16
+    else:
+        use_bf16 = device.type == "cpu" and resolve_bf16(config.cpu_bf16, device)
     st_probability = _check_data(dims, config, data, dev_data)
     resume_path, resume = _load_resume(out_dir, dims, config, data)
     if resume is not None and resume["step"] >= config.max_steps:
@@ -289,7 +293,13 @@ def _log_start(run: _Run) -> None:
         run.st_probability,
         config.max_steps,
         run.device,
-        " (bf16)" if run.use_bf16 else "",
+        (
+            ""
+            if not run.use_bf16
+            else " (bf16)"
+            if run.device.type == "cuda"
+            else " (bf16, attention in float32)"
+        ),
     )
     log.info(
         "%s: %d utterances, %d batches per epoch; skipped %d (%s)",
@@ -370,7 +380,7 @@ def _train_step(run: _Run, indices: list[int]) -> tuple[dict[str, Any], float]:
         )
     batch = batch.to(run.device)
     lr = optimizer.param_groups[0]["lr"]
-    with autocast_bf16(run.device, run.use_bf16):
+    with autocast_bf16(run.device, run.use_bf16), fp32_attention(run.use_bf16 and run.device.type == "cpu"):
         output = model(batch.features, batch.lengths, batch.decoder_input)
     parts = compute_losses(output, batch, config)
     loss = parts["loss"]
