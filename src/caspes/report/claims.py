@@ -177,7 +177,7 @@ def _reliability(ctx: _Ctx, maps: Sequence[tuple[RunKey, str, str]]) -> tuple[st
         label = name.split("-p")[0] if name.startswith("smh") else name
         parts.append(f"{label} {'unknown' if rel is None else f'{rel:.3f}'}")
         if rel is not None and rel < ctx.opts.threshold(name):
-            low.append(f"{label} {rel:.2f} < {ctx.opts.threshold(name):g}")
+            low.append(f"{label} {rel:.3f} < {ctx.opts.threshold(name):g}")
     return "; ".join(dict.fromkeys(parts)), (f"unconverged maps ({', '.join(low)})" if low else None)
 
 
