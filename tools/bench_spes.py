@@ -17,6 +17,10 @@ input ``[EOS, ...]`` of I ids (no PAD).  One run measures
   (i) with ``--depthwise-baseline``: SM^X and SM^H again with oneDNN's depthwise convolution
       (``F.conv1d``) in place of the Conformer's banded matmuls (``caspes.model.conformer``) in
       the same run: masks/s, the speed-up of the banded kernel, and r between the two maps;
+  (k) with ``--retain-freed-memory``: SM^X and SM^H again after
+      :func:`caspes.core.allocator.retain_freed_memory` (glibc keeps freed memory instead of
+      mapping every large tensor anew, as the workflow's saliency jobs do) in the same run: masks/s,
+      the speed-up, and whether the maps are bit-identical (they must be);
   (j) with ``--compile``: the encoder and decoder compiled (``torch.compile``, dynamic shapes,
       :func:`caspes.model.inference.compile_stacks`) in the same run, after everything above: the
       compile time of the first call, masks/s, the speed-up over eager, and r(compiled, eager map).
@@ -51,6 +55,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
+from caspes.core.allocator import retain_freed_memory
 from caspes.explain.segment import segment_levels
 from caspes.explain.spes import (
     PHASES,
@@ -262,6 +267,11 @@ def parse_args() -> argparse.Namespace:
         action="store_true",
         help="also time the engines with F.conv1d as the Conformer's depthwise convolution",
     )
+    add(
+        "--retain-freed-memory",
+        action="store_true",
+        help="also time the engines with glibc keeping freed memory (the saliency jobs' setting)",
+    )
     add("--json", default=None, help="also write the figures to this JSON file")
     args = ap.parse_args()
     if args.frames < 1 or args.tokens < 1 or args.loop_masks < 3 or (args.masks or 3) < 3:
@@ -417,6 +427,20 @@ def main() -> None:
             r[f"{key}_masks_per_s_conv1d_depthwise"] = round(n / sec_d, 2)
             r[f"{key}_banded_depthwise_speedup"] = round(sec_d / sec, 3)
             r[f"{key}_banded_vs_conv1d_r_min_row"] = round(min(row_correlations(banded, base)), 6)
+    # (k) glibc keeping freed memory against its defaults above (same masks; lasts for the process,
+    # so it runs after every default-allocator measurement and before --compile)
+    if args.retain_freed_memory:
+        r["allocator"] = retain_freed_memory()
+        sm_x(n_loop)  # warm-up: the first batches grow the heap
+        res_xr, xr_s, xr_mem = best_of(args.repeat, lambda: sm_x(n_x), device)
+        res_hr, hr_s, _ = best_of(args.repeat, lambda: sm_h(n_h), device)
+        for key, default, kept, n, sec, sec_r in (
+            ("sm_x", res_x, res_xr, n_x, x_s, xr_s),
+            ("sm_h", res_h, res_hr, n_h, h_s, hr_s),
+        ):
+            r[f"{key}_masks_per_s_retained"] = round(n / sec_r, 2)
+            r[f"{key}_retained_speedup"] = round(sec / sec_r, 3)
+            r[f"{key}_retained_maps_identical"] = bool(np.array_equal(default.saliency, kept.saliency))
     # (j) torch.compile'd encoder and decoder against the eager runs above (same masks, same dtype)
     if args.compile:
         compile_stacks(model, backend=args.compile_backend)

@@ -2,11 +2,13 @@
 
 import torch
 
+from caspes.core.allocator import retain_freed_memory
 from caspes.core.runlog import setup_rule_logging
 from caspes.explain.shards import explain_shard_to_files
 
 snakemake = snakemake  # type: ignore[name-defined]  # noqa: F821 - injected by Snakemake
-setup_rule_logging(snakemake.log[0])
+log = setup_rule_logging(snakemake.log[0])
+log.info(retain_freed_memory(snakemake.config["explain"]["retain_freed_memory"]))  # read at run time
 torch.set_num_threads(snakemake.threads)
 explain_shard_to_files(
     snakemake.params.kind,
