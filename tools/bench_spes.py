@@ -414,16 +414,19 @@ def main() -> None:
             rows = row_correlations(half, full)
             r[f"{key}_bf16_vs_fp32_r_median_row"] = round(float(np.median(rows)), 5)
             r[f"{key}_bf16_vs_fp32_r_min_row"] = round(float(np.min(rows)), 5)
+
+    def rerun_engines() -> tuple[tuple[str, Any, Any, int, float, float], ...]:
+        """SM^X and SM^H again on the same masks: (key, first result, rerun, masks, seconds, seconds)."""
+        res_xv, xv_s, _ = best_of(args.repeat, lambda: sm_x(n_x), device)
+        res_hv, hv_s, _ = best_of(args.repeat, lambda: sm_h(n_h), device)
+        return ("sm_x", res_x, res_xv, n_x, x_s, xv_s), ("sm_h", res_h, res_hv, n_h, h_s, hv_s)
+
     # (i) the depthwise-convolution baseline (F.conv1d) against the banded matmuls above, same masks
     if args.depthwise_baseline:
         with depthwise_block(0):
             sm_x(n_loop)  # warm-up
-            res_xd, xd_s, _ = best_of(args.repeat, lambda: sm_x(n_x), device)
-            res_hd, hd_s, _ = best_of(args.repeat, lambda: sm_h(n_h), device)
-        for key, banded, base, n, sec, sec_d in (
-            ("sm_x", res_x, res_xd, n_x, x_s, xd_s),
-            ("sm_h", res_h, res_hd, n_h, h_s, hd_s),
-        ):
+            runs = rerun_engines()
+        for key, banded, base, n, sec, sec_d in runs:
             r[f"{key}_masks_per_s_conv1d_depthwise"] = round(n / sec_d, 2)
             r[f"{key}_banded_depthwise_speedup"] = round(sec_d / sec, 3)
             r[f"{key}_banded_vs_conv1d_r_min_row"] = round(min(row_correlations(banded, base)), 6)
@@ -432,12 +435,7 @@ def main() -> None:
     if args.retain_freed_memory:
         r["allocator"] = retain_freed_memory()
         sm_x(n_loop)  # warm-up: the first batches grow the heap
-        res_xr, xr_s, xr_mem = best_of(args.repeat, lambda: sm_x(n_x), device)
-        res_hr, hr_s, _ = best_of(args.repeat, lambda: sm_h(n_h), device)
-        for key, default, kept, n, sec, sec_r in (
-            ("sm_x", res_x, res_xr, n_x, x_s, xr_s),
-            ("sm_h", res_h, res_hr, n_h, h_s, hr_s),
-        ):
+        for key, default, kept, n, sec, sec_r in rerun_engines():
             r[f"{key}_masks_per_s_retained"] = round(n / sec_r, 2)
             r[f"{key}_retained_speedup"] = round(sec / sec_r, 3)
             r[f"{key}_retained_maps_identical"] = bool(np.array_equal(default.saliency, kept.saliency))
@@ -449,12 +447,7 @@ def main() -> None:
         sm_x(n_loop)  # first call: compiles (the SM^H decoder compiles on its own first call)
         sm_h(min(n_h, n_loop))
         r["compile_seconds_first_calls"] = round(time.perf_counter() - t0, 1)
-        res_xc, xc_s, _ = best_of(args.repeat, lambda: sm_x(n_x), device)
-        res_hc, hc_s, _ = best_of(args.repeat, lambda: sm_h(n_h), device)
-        for key, eager, comp, n, sec, sec_c in (
-            ("sm_x", res_x, res_xc, n_x, x_s, xc_s),
-            ("sm_h", res_h, res_hc, n_h, h_s, hc_s),
-        ):
+        for key, eager, comp, n, sec, sec_c in rerun_engines():
             r[f"{key}_masks_per_s_compiled"] = round(n / sec_c, 2)
             r[f"{key}_compile_speedup"] = round(sec / sec_c, 3)
             r[f"{key}_compiled_vs_eager_r_min_row"] = round(min(row_correlations(comp, eager)), 6)
