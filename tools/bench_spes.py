@@ -20,7 +20,7 @@ input ``[EOS, ...]`` of I ids (no PAD).  One run measures
   (k) with ``--retain-freed-memory``: SM^X and SM^H again after
       :func:`caspes.core.allocator.retain_freed_memory` (glibc keeps freed memory instead of
       mapping every large tensor anew, as the workflow's saliency jobs do) in the same run: masks/s,
-      the speed-up, and whether the maps are bit-identical (they must be);
+      the speed-up, the fraction of the peak, and whether the maps are bit-identical (they must be);
   (j) with ``--compile``: the encoder and decoder compiled (``torch.compile``, dynamic shapes,
       :func:`caspes.model.inference.compile_stacks`) in the same run, after everything above: the
       compile time of the first call, masks/s, the speed-up over eager, and r(compiled, eager map).
@@ -439,6 +439,9 @@ def main() -> None:
             r[f"{key}_masks_per_s_retained"] = round(n / sec_r, 2)
             r[f"{key}_retained_speedup"] = round(sec / sec_r, 3)
             r[f"{key}_retained_maps_identical"] = bool(np.array_equal(default.saliency, kept.saliency))
+            if peak:  # the saliency jobs' setting: their fraction of the peak
+                gflop = r[f"{key}_gflop_per_mask"] * 1e9
+                r[f"{key}_fraction_of_peak_retained"] = round(gflop * n / sec_r / 1e12 / peak, 4)
     # (j) torch.compile'd encoder and decoder against the eager runs above (same masks, same dtype)
     if args.compile:
         compile_stacks(model, backend=args.compile_backend)
